@@ -1,0 +1,245 @@
+#include "protocol/dlt645/frame.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+
+namespace meterd::protocol::dlt645 {
+
+namespace {
+
+constexpr std::uint8_t wildcard_byte = 0xAA;
+constexpr std::size_t header_size = 10;  // 68 A0..A5 68 C L
+
+std::string hex2(std::uint8_t b) {
+  char buf[3];
+  std::snprintf(buf, sizeof buf, "%02X", b);
+  return buf;
+}
+
+class FrameCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "dlt645.frame"; }
+  std::string message(int ev) const override {
+    switch (static_cast<FrameError>(ev)) {
+      case FrameError::bad_checksum: return "bad checksum";
+      case FrameError::bad_end: return "end byte is not 16H";
+      case FrameError::length_exceeded: return "length field exceeds the limit";
+      case FrameError::truncated: return "truncated frame";
+    }
+    return "unknown frame error";
+  }
+};
+
+}  // namespace
+
+// ---- Address ---------------------------------------------------------------
+
+std::optional<Address> Address::parse(std::string_view digits) {
+  if (digits.empty() || digits.size() > 12) return std::nullopt;
+  std::string padded(12 - digits.size(), '0');
+  padded += digits;
+  std::array<std::uint8_t, 6> bytes{};
+  for (std::size_t pair = 0; pair < 6; ++pair) {
+    // pair 0 is the most significant pair of digits, which travels last (A5).
+    const char hi = padded[pair * 2];
+    const char lo = padded[pair * 2 + 1];
+    std::uint8_t value = 0;
+    if ((hi == 'A' || hi == 'a') && (lo == 'A' || lo == 'a')) {
+      value = wildcard_byte;
+    } else if (hi >= '0' && hi <= '9' && lo >= '0' && lo <= '9') {
+      value = static_cast<std::uint8_t>(((hi - '0') << 4) | (lo - '0'));
+    } else {
+      return std::nullopt;
+    }
+    bytes[5 - pair] = value;
+  }
+  return Address(bytes);
+}
+
+Address Address::broadcast() { return Address({0x99, 0x99, 0x99, 0x99, 0x99, 0x99}); }
+Address Address::wildcard() { return Address({0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA}); }
+
+std::string Address::to_string() const {
+  std::string out;
+  out.reserve(12);
+  for (std::size_t i = 6; i-- > 0;) out += hex2(bytes_[i]);
+  return out;
+}
+
+bool Address::is_broadcast() const noexcept { return *this == broadcast(); }
+
+bool Address::has_wildcard() const noexcept {
+  for (auto b : bytes_)
+    if (b == wildcard_byte) return true;
+  return false;
+}
+
+bool Address::addresses(const Address& meter) const noexcept {
+  // Short addressing (缩位寻址): AA fills the high bytes; the low bytes must
+  // match. A wildcard byte below a non-wildcard one is not a valid pattern.
+  bool in_wildcard_run = true;
+  for (std::size_t i = 6; i-- > 0;) {
+    if (bytes_[i] == wildcard_byte && in_wildcard_run) continue;
+    in_wildcard_run = false;
+    if (bytes_[i] != meter.bytes_[i]) return false;
+  }
+  return true;
+}
+
+// ---- bytes -----------------------------------------------------------------
+
+std::uint8_t checksum(std::span<const std::uint8_t> bytes) noexcept {
+  unsigned sum = 0;
+  for (auto b : bytes) sum += b;
+  return static_cast<std::uint8_t>(sum & 0xFF);
+}
+
+void scramble(std::span<std::uint8_t> data) noexcept {
+  for (auto& b : data) b = static_cast<std::uint8_t>(b + scramble_offset);
+}
+
+void unscramble(std::span<std::uint8_t> data) noexcept {
+  for (auto& b : data) b = static_cast<std::uint8_t>(b - scramble_offset);
+}
+
+std::vector<std::uint8_t> encode(const Frame& frame, std::size_t preamble) {
+  std::vector<std::uint8_t> out(preamble, wake_byte);
+  out.reserve(preamble + min_frame_size + frame.data.size());
+  const std::size_t start = out.size();
+  out.push_back(start_byte);
+  out.insert(out.end(), frame.address.wire().begin(), frame.address.wire().end());
+  out.push_back(start_byte);
+  out.push_back(frame.control);
+  out.push_back(static_cast<std::uint8_t>(frame.data.size()));
+  const std::size_t data_at = out.size();
+  out.insert(out.end(), frame.data.begin(), frame.data.end());
+  scramble(std::span(out).subspan(data_at));
+  out.push_back(checksum(std::span(out).subspan(start)));
+  out.push_back(end_byte);
+  return out;
+}
+
+// ---- decoding --------------------------------------------------------------
+
+const std::error_category& frame_category() noexcept {
+  static const FrameCategory category;
+  return category;
+}
+
+std::error_code make_error_code(FrameError e) noexcept {
+  return {static_cast<int>(e), frame_category()};
+}
+
+DecodeResult decode(std::span<const std::uint8_t> input, const DecodeOptions& options) {
+  DecodeResult r;
+  const std::size_t n = input.size();
+  std::size_t i = 0;
+  for (;;) {
+    while (i < n && input[i] != start_byte) ++i;
+    r.skipped = i;
+    if (n - i < 8) {  // cannot yet see whether the second 68H is there
+      r.status = DecodeStatus::need_more;
+      r.consumed = i;
+      r.need = i < n ? header_size - (n - i) : 0;
+      return r;
+    }
+    if (input[i + 7] != start_byte) {  // a 68H in line noise: keep searching
+      ++i;
+      continue;
+    }
+    if (n - i < header_size) {
+      r.status = DecodeStatus::need_more;
+      r.consumed = i;
+      r.need = header_size - (n - i);
+      return r;
+    }
+    const std::size_t length = input[i + 9];
+    const std::size_t total = min_frame_size + length;
+    r.frame_size = total;
+    if (length > options.max_data) {
+      r.status = DecodeStatus::error;
+      r.error = FrameError::length_exceeded;
+      r.got = static_cast<std::uint8_t>(length);
+      r.expected = static_cast<std::uint8_t>(std::min<std::size_t>(options.max_data, 255));
+      r.consumed = i + 1;
+      return r;
+    }
+    if (n - i < total) {
+      r.status = DecodeStatus::need_more;
+      r.consumed = i;
+      r.need = total - (n - i);
+      return r;
+    }
+    const auto covered = input.subspan(i, header_size + length);
+    const std::uint8_t cs = checksum(covered);
+    const std::uint8_t wire_cs = input[i + header_size + length];
+    if (cs != wire_cs) {
+      r.status = DecodeStatus::error;
+      r.error = FrameError::bad_checksum;
+      r.got = wire_cs;
+      r.expected = cs;
+      r.consumed = i + 1;
+      return r;
+    }
+    const std::uint8_t end = input[i + header_size + length + 1];
+    if (end != end_byte) {
+      r.status = DecodeStatus::error;
+      r.error = FrameError::bad_end;
+      r.got = end;
+      r.expected = end_byte;
+      r.consumed = i + 1;
+      return r;
+    }
+    std::array<std::uint8_t, 6> address{};
+    for (std::size_t k = 0; k < 6; ++k) address[k] = input[i + 1 + k];
+    r.frame.address = Address::from_wire(address);
+    r.frame.control = input[i + 8];
+    r.frame.data.assign(covered.begin() + header_size, covered.end());
+    unscramble(r.frame.data);
+    r.status = DecodeStatus::frame;
+    r.consumed = i + total;
+    return r;
+  }
+}
+
+std::vector<CaptureItem> decode_all(std::span<const std::uint8_t> input,
+                                    const DecodeOptions& options) {
+  std::vector<CaptureItem> items;
+  std::size_t pos = 0;
+  while (pos < input.size()) {
+    auto r = decode(input.subspan(pos), options);
+    const std::size_t at = pos + r.skipped;
+    if (r.status == DecodeStatus::need_more) {
+      if (r.consumed < input.size() - pos) {  // a frame started but did not end
+        r.status = DecodeStatus::error;
+        r.error = FrameError::truncated;
+        r.frame_size = input.size() - at;
+        items.push_back({at, std::move(r)});
+      }
+      break;
+    }
+    pos += r.consumed;
+    items.push_back({at, std::move(r)});
+  }
+  return items;
+}
+
+std::string describe(const DecodeResult& r) {
+  if (r.error == FrameError::bad_checksum)
+    return "checksum: got " + hex2(r.got) + ", expected " + hex2(r.expected);
+  if (r.error == FrameError::bad_end)
+    return "end byte: got " + hex2(r.got) + ", expected 16";
+  if (r.error == FrameError::length_exceeded)
+    return "length: L=" + std::to_string(r.got) + " exceeds the limit of " +
+           std::to_string(r.expected) + " data bytes";
+  if (r.error == FrameError::truncated) {
+    if (r.need > 0)
+      return "truncated frame: " + std::to_string(r.frame_size) + " bytes present, " +
+             std::to_string(r.need) + " more expected";
+    return "truncated frame: input ends inside a frame header";
+  }
+  return r.error ? r.error.message() : "no error";
+}
+
+}  // namespace meterd::protocol::dlt645

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every Debian package that meterd's build, tests and demo need.
+# Idempotent: when everything is present it only runs dpkg-query and exits.
+# Usage (as root, or with sudo available): toolchains/install-deps.sh
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build g++ pkg-config clang-format
+  # libraries (DESIGN.md "Dependencies")
+  libboost-dev libmodbus-dev libmosquitto-dev libsqlite3-dev doctest-dev
+  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  # test peers and servers
+  mosquitto mosquitto-clients mbpoll python3-pymodbus sqlite3 util-linux
+  # fuzzing and sanitizers (clang's libFuzzer runtime)
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+# An index can be briefly out of sync with its mirror: retry a few times.
+for attempt in 1 2 3; do
+  if "${sudo_cmd[@]}" apt-get update -q && \
+     "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    exit 0
+  fi
+  echo "install-deps: attempt $attempt failed, retrying" >&2
+  sleep $((attempt * 5))
+done
+echo "install-deps: could not install ${missing[*]}" >&2
+exit 1
