@@ -225,6 +225,18 @@ std::vector<CaptureItem> decode_all(std::span<const std::uint8_t> input,
   return items;
 }
 
+void StreamDecoder::feed(std::span<const std::uint8_t> bytes) {
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+std::optional<DecodeResult> StreamDecoder::next() {
+  auto r = decode(buffer_, options_);
+  noise_ += r.skipped;
+  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(r.consumed));
+  if (r.status == DecodeStatus::need_more) return std::nullopt;
+  return r;
+}
+
 std::string describe(const DecodeResult& r) {
   if (r.error == FrameError::bad_checksum)
     return "checksum: got " + hex2(r.got) + ", expected " + hex2(r.expected);

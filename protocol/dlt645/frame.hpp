@@ -125,6 +125,31 @@ struct CaptureItem {
 std::vector<CaptureItem> decode_all(std::span<const std::uint8_t> input,
                                     const DecodeOptions& options = {});
 
+// Incremental decoding over a byte stream (a serial port, a pty): feed
+// what arrived, then take frames and errors until next() says "need more".
+// Holds at most one candidate frame plus what was fed after it, so its
+// memory stays bounded by the caller's feed sizes. Not thread-safe: one
+// owner (the bus worker).
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(DecodeOptions options = {}) : options_(options) {}
+
+  void feed(std::span<const std::uint8_t> bytes);
+  // The next frame or error (status frame | error), or nullopt when a whole
+  // frame has not arrived yet.
+  std::optional<DecodeResult> next();
+  // Drops everything buffered (e.g. after a response timeout).
+  void reset() noexcept { buffer_.clear(); }
+
+  std::size_t buffered() const noexcept { return buffer_.size(); }
+  std::uint64_t noise_bytes() const noexcept { return noise_; }  // skipped, in total
+
+ private:
+  DecodeOptions options_;
+  std::vector<std::uint8_t> buffer_;
+  std::uint64_t noise_ = 0;
+};
+
 // Human text for a FrameError with its details ("checksum: got 5D, expected 6D").
 std::string describe(const DecodeResult& error_result);
 

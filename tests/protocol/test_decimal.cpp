@@ -1,0 +1,61 @@
+#include <doctest/doctest.h>
+
+#include "protocol/bcd.hpp"
+#include "protocol/decimal.hpp"
+
+using meterd::protocol::Decimal;
+using meterd::protocol::parse_decimal;
+using meterd::protocol::to_string;
+namespace bcd = meterd::protocol::bcd;
+
+TEST_CASE("decimal prints exactly, with the meter's precision") {
+  CHECK(to_string({12345678, -2}) == "123456.78");
+  CHECK(to_string({2394, -1}) == "239.4");
+  CHECK(to_string({0, -1}) == "0.0");
+  CHECK(to_string({5, -3}) == "0.005");
+  CHECK(to_string({-5, -3}) == "-0.005");
+  CHECK(to_string({-1234, -3}) == "-1.234");
+  CHECK(to_string({12, 2}) == "1200");
+  CHECK(to_string({0, 3}) == "0");
+  CHECK(to_string({INT64_MIN, 0}) == "-9223372036854775808");
+}
+
+TEST_CASE("decimal parses what it prints") {
+  for (const char* text : {"123456.78", "239.4", "0.0", "0.005", "-0.005", "-1.234", "17", "0"}) {
+    const auto d = parse_decimal(text);
+    REQUIRE(d);
+    CHECK(to_string(*d) == text);
+  }
+  CHECK(parse_decimal("220.10")->identical(Decimal{22010, -2}));
+  CHECK_FALSE(parse_decimal(""));
+  CHECK_FALSE(parse_decimal("-"));
+  CHECK_FALSE(parse_decimal("1."));
+  CHECK_FALSE(parse_decimal(".5"));
+  CHECK_FALSE(parse_decimal("1e5"));
+  CHECK_FALSE(parse_decimal("+1"));
+  CHECK_FALSE(parse_decimal("1.2.3"));
+  CHECK_FALSE(parse_decimal("1234567890123456789"));  // 19 digits
+}
+
+TEST_CASE("decimal equality is numeric, identical() is exact") {
+  CHECK(Decimal{2200, -1} == Decimal{22, 1});
+  CHECK(Decimal{2200, -1} == Decimal{220, 0});
+  CHECK_FALSE(Decimal{2201, -1} == Decimal{220, 0});
+  CHECK_FALSE(Decimal{2200, -1}.identical(Decimal{220, 0}));
+  CHECK_FALSE(Decimal{INT64_MAX, 0} == Decimal{1, 30});
+}
+
+TEST_CASE("BCD little-endian") {
+  const std::uint8_t bytes[] = {0x78, 0x56, 0x34, 0x12};
+  CHECK(bcd::decode_le(bytes) == 12345678u);
+  const std::uint8_t bad[] = {0xFF, 0xFF};
+  CHECK_FALSE(bcd::decode_le(bad));
+  std::uint8_t out[3];
+  CHECK(bcd::encode_le(123456, out));
+  CHECK(out[0] == 0x56);
+  CHECK(out[2] == 0x12);
+  CHECK_FALSE(bcd::encode_le(1234567, out));
+  CHECK(bcd::decode_byte(0x99) == 99u);
+  CHECK_FALSE(bcd::decode_byte(0x9A));
+  CHECK(bcd::encode_byte(42) == 0x42);
+}
