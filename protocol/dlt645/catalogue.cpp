@@ -59,11 +59,14 @@ std::string ordinal(unsigned n) {
 }
 
 // Status-word bit meanings (DL/T 645-2007 Appendix A.4, State Grid additions).
-constexpr BitNames sw1_bits{nullptr, "demand by block", "clock battery low",
-                            "reading battery low", "active power reverse",
+constexpr BitNames sw1_bits{nullptr,
+                            "demand by block",
+                            "clock battery low",
+                            "reading battery low",
+                            "active power reverse",
                             "reactive power reverse"};
-constexpr BitNames sw2_bits{"phase A active power reverse", "phase B active power reverse",
-                            "phase C active power reverse", nullptr,
+constexpr BitNames sw2_bits{"phase A active power reverse",   "phase B active power reverse",
+                            "phase C active power reverse",   nullptr,
                             "phase A reactive power reverse", "phase B reactive power reverse",
                             "phase C reactive power reverse"};
 constexpr BitNames sw3_bits{"second daily-period set in use",
@@ -78,19 +81,14 @@ constexpr BitNames sw3_bits{"second daily-period set in use",
                             "prepaid by money",
                             "second tariff price set in use",
                             "second step price set in use"};
-constexpr BitNames phase_fault_bits{"loss of voltage", "under-voltage", "over-voltage",
-                                    "loss of current", "over-current", "overload",
-                                    "reverse power flow", "phase break", "current cut"};
-constexpr BitNames sw7_bits{"voltage reverse sequence",
-                            "current reverse sequence",
-                            "voltage unbalance",
-                            "current unbalance",
-                            "auxiliary supply lost",
-                            "power down",
-                            "demand over limit",
-                            "total power factor below limit",
-                            "severe current unbalance",
-                            "meter cover open",
+constexpr BitNames phase_fault_bits{"loss of voltage",    "under-voltage", "over-voltage",
+                                    "loss of current",    "over-current",  "overload",
+                                    "reverse power flow", "phase break",   "current cut"};
+constexpr BitNames sw7_bits{"voltage reverse sequence", "current reverse sequence",
+                            "voltage unbalance",        "current unbalance",
+                            "auxiliary supply lost",    "power down",
+                            "demand over limit",        "total power factor below limit",
+                            "severe current unbalance", "meter cover open",
                             "terminal cover open"};
 
 Field status_word(unsigned n) {
@@ -293,7 +291,8 @@ const Variable* find_variable(std::uint8_t d2) {
 }
 
 Field variable_field(const Variable& v, unsigned phase) {
-  const std::string q = std::string(v.quantity) + (phase == 0 ? ".total" : ".l" + std::to_string(phase));
+  const std::string q =
+      std::string(v.quantity) + (phase == 0 ? ".total" : ".l" + std::to_string(phase));
   return num(v.size, static_cast<std::int8_t>(v.decimals), v.is_signed, q, v.unit);
 }
 
@@ -315,8 +314,8 @@ DataItem variable_2007(std::uint32_t di) {
 DataItem harmonic_2007(std::uint32_t di) {
   const auto d2 = byte_of(di, 2), d1 = byte_of(di, 1), d0 = byte_of(di, 0);
   const bool voltage = d2 == 0x0A;
-  const std::string base = std::string(voltage ? "harmonic.voltage" : "harmonic.current") + ".l" +
-                           std::to_string(d1);
+  const std::string base =
+      std::string(voltage ? "harmonic.voltage" : "harmonic.current") + ".l" + std::to_string(d1);
   const auto field = [&](unsigned n) {
     char h[8];
     std::snprintf(h, sizeof h, ".h%02u", n);
@@ -338,16 +337,46 @@ DataItem harmonic_2007(std::uint32_t di) {
 DataItem misc_variable_2007(std::uint32_t di) {
   DataItem item{Version::v2007, di, ""};
   switch (byte_of(di, 0)) {
-    case 0x01: item.name = "neutral current"; item.fields.push_back(num(3, 3, true, "current.n", "A")); break;
-    case 0x02: item.name = "grid frequency"; item.fields.push_back(num(2, 2, false, "frequency", "Hz")); break;
-    case 0x03: item.name = "one-minute average total active power"; item.fields.push_back(num(3, 4, true, "power.active.average_1min", "kW")); break;
-    case 0x04: item.name = "current active demand"; item.fields.push_back(num(3, 4, true, "demand.active.present", "kW")); break;
-    case 0x05: item.name = "current reactive demand"; item.fields.push_back(num(3, 4, true, "demand.reactive.present", "kvar")); break;
-    case 0x06: item.name = "current apparent demand"; item.fields.push_back(num(3, 4, true, "demand.apparent.present", "kVA")); break;
-    case 0x07: item.name = "meter internal temperature"; item.fields.push_back(num(2, 1, true, "temperature.meter", "°C")); break;
-    case 0x08: item.name = "clock battery voltage"; item.fields.push_back(num(2, 2, false, "battery.clock.voltage", "V")); break;
-    case 0x09: item.name = "meter-reading battery voltage"; item.fields.push_back(num(2, 2, false, "battery.reading.voltage", "V")); break;
-    case 0x0A: item.name = "internal battery working time"; item.fields.push_back(count(4, "battery.working_time", "min")); break;
+    case 0x01:
+      item.name = "neutral current";
+      item.fields.push_back(num(3, 3, true, "current.n", "A"));
+      break;
+    case 0x02:
+      item.name = "grid frequency";
+      item.fields.push_back(num(2, 2, false, "frequency", "Hz"));
+      break;
+    case 0x03:
+      item.name = "one-minute average total active power";
+      item.fields.push_back(num(3, 4, true, "power.active.average_1min", "kW"));
+      break;
+    case 0x04:
+      item.name = "current active demand";
+      item.fields.push_back(num(3, 4, true, "demand.active.present", "kW"));
+      break;
+    case 0x05:
+      item.name = "current reactive demand";
+      item.fields.push_back(num(3, 4, true, "demand.reactive.present", "kvar"));
+      break;
+    case 0x06:
+      item.name = "current apparent demand";
+      item.fields.push_back(num(3, 4, true, "demand.apparent.present", "kVA"));
+      break;
+    case 0x07:
+      item.name = "meter internal temperature";
+      item.fields.push_back(num(2, 1, true, "temperature.meter", "°C"));
+      break;
+    case 0x08:
+      item.name = "clock battery voltage";
+      item.fields.push_back(num(2, 2, false, "battery.clock.voltage", "V"));
+      break;
+    case 0x09:
+      item.name = "meter-reading battery voltage";
+      item.fields.push_back(num(2, 2, false, "battery.reading.voltage", "V"));
+      break;
+    case 0x0A:
+      item.name = "internal battery working time";
+      item.fields.push_back(count(4, "battery.working_time", "min"));
+      break;
   }
   return item;
 }
@@ -385,7 +414,8 @@ DataItem phase_event_counts(std::uint32_t di) {
   const auto d2 = byte_of(di, 2);
   const auto* e = std::find_if(phase_events.begin(), phase_events.end(),
                                [&](const PhaseEvent& p) { return p.d2 == d2; });
-  DataItem item{Version::v2007, di, std::string(e->name) + " count and cumulative time, phases A/B/C"};
+  DataItem item{Version::v2007, di,
+                std::string(e->name) + " count and cumulative time, phases A/B/C"};
   for (unsigned p = 1; p <= 3; ++p) {
     const std::string base = std::string("event.") + e->key + ".l" + std::to_string(p);
     item.fields.push_back(count(3, base + ".count"));
@@ -415,7 +445,8 @@ void snapshot_energies(DataItem& item, const std::string& prefix) {
 
 DataItem power_down(std::uint32_t di) {
   const auto d0 = byte_of(di, 0);
-  if (d0 == 0) return {Version::v2007, di, "power-down count", {count(3, "event.power_down.count")}};
+  if (d0 == 0)
+    return {Version::v2007, di, "power-down count", {count(3, "event.power_down.count")}};
   DataItem item{Version::v2007, di, "power-down record, last " + ordinal(d0)};
   item.fields = {when("YYMMDDhhmmss", "event.power_down.start"),
                  when("YYMMDDhhmmss", "event.power_down.end")};
@@ -451,17 +482,20 @@ DataItem programming_event(std::uint32_t di) {
   const auto d1 = byte_of(di, 1), d0 = byte_of(di, 0);
   const auto& p = programming_events[d1];
   const std::string base = std::string("event.") + p.key;
-  if (d0 == 0) return {Version::v2007, di, std::string(p.name) + " count", {count(3, base + ".count")}};
+  if (d0 == 0)
+    return {Version::v2007, di, std::string(p.name) + " count", {count(3, base + ".count")}};
   DataItem item{Version::v2007, di, std::string(p.name) + " record, last " + ordinal(d0)};
   item.period = d0;
   switch (d1) {
     case 0x00:  // time, operator, up to 10 DIs written
-      item.fields = {when("YYMMDDhhmmss", base + ".time"), text(FieldKind::hex, 4, base + ".operator")};
+      item.fields = {when("YYMMDDhhmmss", base + ".time"),
+                     text(FieldKind::hex, 4, base + ".operator")};
       for (unsigned i = 1; i <= 10; ++i)
         item.fields.push_back(text(FieldKind::hex, 4, base + ".di" + std::to_string(i)));
       break;
     case 0x03:  // time, operator, event-class DI cleared
-      item.fields = {when("YYMMDDhhmmss", base + ".time"), text(FieldKind::hex, 4, base + ".operator"),
+      item.fields = {when("YYMMDDhhmmss", base + ".time"),
+                     text(FieldKind::hex, 4, base + ".operator"),
                      text(FieldKind::hex, 4, base + ".di")};
       break;
     case 0x04:  // operator, time before, time after
@@ -501,8 +535,8 @@ DataItem parameter_2007(std::uint32_t di) {
     f = std::move(fields);
   };
   if (d2 == 0x80) {
-    static constexpr const char* names[] = {"", "vendor software version", "vendor hardware version",
-                                            "vendor id"};
+    static constexpr const char* names[] = {"", "vendor software version",
+                                            "vendor hardware version", "vendor id"};
     static constexpr const char* keys[] = {"", "meter.software_version", "meter.hardware_version",
                                            "meter.vendor"};
     set(names[d0], {text(FieldKind::ascii, 32, keys[d0])});
@@ -511,13 +545,27 @@ DataItem parameter_2007(std::uint32_t di) {
   switch (d1) {
     case 0x01:
       switch (d0) {
-        case 0x01: set("date and weekday", {count(1, "meter.weekday"), when("YYMMDD", "meter.date")}); break;
-        case 0x02: set("time", {when("hhmmss", "meter.time")}); break;
-        case 0x03: set("demand period", {count(1, "meter.demand_period", "min")}); break;
-        case 0x04: set("demand sliding time", {count(1, "meter.demand_slide", "min")}); break;
-        case 0x05: set("calibration pulse width", {count(2, "meter.pulse_width", "ms")}); break;
-        case 0x06: set("two-set time-zone switch time", {when("YYMMDDhhmm", "meter.zone_switch_time")}); break;
-        case 0x07: set("two-set daily-period switch time", {when("YYMMDDhhmm", "meter.period_switch_time")}); break;
+        case 0x01:
+          set("date and weekday", {count(1, "meter.weekday"), when("YYMMDD", "meter.date")});
+          break;
+        case 0x02:
+          set("time", {when("hhmmss", "meter.time")});
+          break;
+        case 0x03:
+          set("demand period", {count(1, "meter.demand_period", "min")});
+          break;
+        case 0x04:
+          set("demand sliding time", {count(1, "meter.demand_slide", "min")});
+          break;
+        case 0x05:
+          set("calibration pulse width", {count(2, "meter.pulse_width", "ms")});
+          break;
+        case 0x06:
+          set("two-set time-zone switch time", {when("YYMMDDhhmm", "meter.zone_switch_time")});
+          break;
+        case 0x07:
+          set("two-set daily-period switch time", {when("YYMMDDhhmm", "meter.period_switch_time")});
+          break;
         case 0x0C:  // State Grid: YYMMDDWWhhmmss, wire ss mm hh WW DD MM YY
           set("date, weekday and time", {when("hhmmss", "meter.time"), count(1, "meter.weekday"),
                                          when("YYMMDD", "meter.date")});
@@ -525,30 +573,64 @@ DataItem parameter_2007(std::uint32_t di) {
       }
       break;
     case 0x02: {
-      static constexpr const char* names[] = {"", "year time-zone count", "daily period table count",
-                                              "daily periods", "tariff count", "public holiday count",
+      static constexpr const char* names[] = {"",
+                                              "year time-zone count",
+                                              "daily period table count",
+                                              "daily periods",
+                                              "tariff count",
+                                              "public holiday count",
                                               "harmonic analysis order"};
-      static constexpr const char* keys[] = {"", "meter.zone_count", "meter.period_table_count",
-                                             "meter.period_count", "meter.tariff_count",
-                                             "meter.holiday_count", "meter.harmonic_order"};
+      static constexpr const char* keys[] = {"",
+                                             "meter.zone_count",
+                                             "meter.period_table_count",
+                                             "meter.period_count",
+                                             "meter.tariff_count",
+                                             "meter.holiday_count",
+                                             "meter.harmonic_order"};
       set(names[d0], {count(d0 == 0x05 ? 2 : 1, keys[d0])});
       break;
     }
     case 0x04:
       switch (d0) {
-        case 0x01: set("communication address", {text(FieldKind::digits, 6, "meter.address")}); break;
-        case 0x02: set("meter number", {text(FieldKind::digits, 6, "meter.number")}); break;
-        case 0x03: set("asset number", {text(FieldKind::ascii, 32, "meter.asset_number")}); break;
-        case 0x04: set("rated voltage", {text(FieldKind::ascii, 6, "meter.rated_voltage")}); break;
-        case 0x05: set("rated (basic) current", {text(FieldKind::ascii, 6, "meter.rated_current")}); break;
-        case 0x06: set("maximum current", {text(FieldKind::ascii, 6, "meter.max_current")}); break;
-        case 0x07: set("active accuracy class", {text(FieldKind::ascii, 4, "meter.active_class")}); break;
-        case 0x08: set("reactive accuracy class", {text(FieldKind::ascii, 4, "meter.reactive_class")}); break;
-        case 0x09: set("active meter constant", {count(3, "meter.active_constant", "imp/kWh")}); break;
-        case 0x0A: set("reactive meter constant", {count(3, "meter.reactive_constant", "imp/kvarh")}); break;
-        case 0x0B: set("meter model", {text(FieldKind::ascii, 10, "meter.model")}); break;
-        case 0x0C: set("production date", {text(FieldKind::ascii, 10, "meter.production_date")}); break;
-        case 0x0D: set("protocol version", {text(FieldKind::ascii, 16, "meter.protocol_version")}); break;
+        case 0x01:
+          set("communication address", {text(FieldKind::digits, 6, "meter.address")});
+          break;
+        case 0x02:
+          set("meter number", {text(FieldKind::digits, 6, "meter.number")});
+          break;
+        case 0x03:
+          set("asset number", {text(FieldKind::ascii, 32, "meter.asset_number")});
+          break;
+        case 0x04:
+          set("rated voltage", {text(FieldKind::ascii, 6, "meter.rated_voltage")});
+          break;
+        case 0x05:
+          set("rated (basic) current", {text(FieldKind::ascii, 6, "meter.rated_current")});
+          break;
+        case 0x06:
+          set("maximum current", {text(FieldKind::ascii, 6, "meter.max_current")});
+          break;
+        case 0x07:
+          set("active accuracy class", {text(FieldKind::ascii, 4, "meter.active_class")});
+          break;
+        case 0x08:
+          set("reactive accuracy class", {text(FieldKind::ascii, 4, "meter.reactive_class")});
+          break;
+        case 0x09:
+          set("active meter constant", {count(3, "meter.active_constant", "imp/kWh")});
+          break;
+        case 0x0A:
+          set("reactive meter constant", {count(3, "meter.reactive_constant", "imp/kvarh")});
+          break;
+        case 0x0B:
+          set("meter model", {text(FieldKind::ascii, 10, "meter.model")});
+          break;
+        case 0x0C:
+          set("production date", {text(FieldKind::ascii, 10, "meter.production_date")});
+          break;
+        case 0x0D:
+          set("protocol version", {text(FieldKind::ascii, 16, "meter.protocol_version")});
+          break;
       }
       break;
     case 0x05:
@@ -567,8 +649,8 @@ DataItem parameter_2007(std::uint32_t di) {
       break;
     }
     case 0x07: {
-      static constexpr const char* names[] = {"", "modulated infrared", "contact infrared",
-                                              "port 1", "port 2", "port 3"};
+      static constexpr const char* names[] = {
+          "", "modulated infrared", "contact infrared", "port 1", "port 2", "port 3"};
       set(std::string(names[d0]) + " baud-rate word",
           {text(FieldKind::hex, 1, "meter.baud_word" + std::to_string(d0))});
       break;
@@ -589,10 +671,12 @@ DataItem parameter_2007(std::uint32_t di) {
             {count(2, "meter.load_record_interval" + std::to_string(d0 - 1), "min")});
       break;
     case 0x0B:
-      set("settlement day " + std::to_string(d0), {when("DDhh", "meter.settlement_day" + std::to_string(d0))});
+      set("settlement day " + std::to_string(d0),
+          {when("DDhh", "meter.settlement_day" + std::to_string(d0))});
       break;
     case 0x0C:
-      set("password of level " + std::to_string(d0 - 1), {text(FieldKind::hex, 4, "meter.password")});
+      set("password of level " + std::to_string(d0 - 1),
+          {text(FieldKind::hex, 4, "meter.password")});
       break;
     case 0x15:
       set("active-report status word", {text(FieldKind::raw, 12, "meter.report_status")});
@@ -605,19 +689,28 @@ DataItem parameter_2007(std::uint32_t di) {
 
 Frozen freeze_kind(std::uint8_t d2) {
   switch (d2) {
-    case 0x00: return Frozen::timed;
-    case 0x01: return Frozen::instant;
+    case 0x00:
+      return Frozen::timed;
+    case 0x01:
+      return Frozen::instant;
     case 0x02:
-    case 0x03: return Frozen::switchover;
-    case 0x04: return Frozen::hourly;
-    default: return Frozen::daily;
+    case 0x03:
+      return Frozen::switchover;
+    case 0x04:
+      return Frozen::hourly;
+    default:
+      return Frozen::daily;
   }
 }
 
 std::string freeze_name(std::uint8_t d2) {
-  static constexpr const char* names[] = {"timed freeze", "instantaneous freeze",
-                                          "time-zone switch freeze", "daily-period switch freeze",
-                                          "hourly freeze", "", "daily freeze"};
+  static constexpr const char* names[] = {"timed freeze",
+                                          "instantaneous freeze",
+                                          "time-zone switch freeze",
+                                          "daily-period switch freeze",
+                                          "hourly freeze",
+                                          "",
+                                          "daily freeze"};
   return names[d2];
 }
 
@@ -645,8 +738,10 @@ DataItem freeze_2007(std::uint32_t di) {
     item.group_size = 2;
   } else {  // 0x10: active and reactive power, total and phases
     item.name += "variables";
-    for (unsigned p = 0; p <= 3; ++p) item.fields.push_back(variable_field(*find_variable(0x03), p));
-    for (unsigned p = 0; p <= 3; ++p) item.fields.push_back(variable_field(*find_variable(0x04), p));
+    for (unsigned p = 0; p <= 3; ++p)
+      item.fields.push_back(variable_field(*find_variable(0x03), p));
+    for (unsigned p = 0; p <= 3; ++p)
+      item.fields.push_back(variable_field(*find_variable(0x04), p));
   }
   return item;
 }
@@ -658,8 +753,9 @@ DataItem load_profile_2007(std::uint32_t di) {
   static constexpr const char* which[] = {"earliest records", "records from a given time",
                                           "latest records"};
   DataItem item{Version::v2007, di,
-                "load profile " + (d2 == 0 ? std::string("all classes") : "class " + std::to_string(d2)) +
-                    ", " + which[d0]};
+                "load profile " +
+                    (d2 == 0 ? std::string("all classes") : "class " + std::to_string(d2)) + ", " +
+                    which[d0]};
   // The record layout (A0 A0 len time … E5 E5) is not verified against the
   // standard's text [?]: kept opaque for now.
   item.fields.push_back(text(FieldKind::raw, 0, "load_profile.record"));
@@ -699,8 +795,8 @@ struct Decoded1997 {
 Decoded1997 split_1997(std::uint32_t di) {
   const auto d1 = byte_of(di, 1), d0 = byte_of(di, 0);
   const bool reactive = (d1 & 0x01) != 0;
-  const auto& kinds = reactive ? std::span<const Kind1997>(reactive_1997)
-                               : std::span<const Kind1997>(active_1997);
+  const auto& kinds =
+      reactive ? std::span<const Kind1997>(reactive_1997) : std::span<const Kind1997>(active_1997);
   return {&kinds[(d0 >> 4) - 1], reactive, static_cast<unsigned>((d1 & 0x0C) >> 2), d0 & 0x0Fu};
 }
 
@@ -721,9 +817,12 @@ void set_month(DataItem& item, unsigned month) {
 DataItem energy_1997(std::uint32_t di) {
   const auto s = split_1997(di);
   const char* unit = s.reactive ? "kvarh" : "kWh";
-  DataItem item{Version::v1997, di,
-                std::string(s.kind->name) + " energy, " + tariff_name_1997(s.tariff) + month_name(s.month)};
-  const auto field = [&](unsigned t) { return num(4, 2, false, s.kind->quantity + slot_suffix(t), unit); };
+  DataItem item{
+      Version::v1997, di,
+      std::string(s.kind->name) + " energy, " + tariff_name_1997(s.tariff) + month_name(s.month)};
+  const auto field = [&](unsigned t) {
+    return num(4, 2, false, s.kind->quantity + slot_suffix(t), unit);
+  };
   if (s.tariff == 0x0F) {
     for (unsigned t = 0; t <= max_tariffs_1997; ++t) item.fields.push_back(field(t));
     item.group_size = 1;
@@ -785,12 +884,14 @@ DataItem variable_1997(std::uint32_t di) {
   DataItem item{Version::v1997, di, ""};
   if (group == 3 && (idx == 4 || idx == 5)) {
     item.name = idx == 4 ? "forward active power limit" : "reverse active power limit";
-    item.fields.push_back(num(3, 4, false, idx == 4 ? "power.active.limit.import" : "power.active.limit.export", "kW"));
+    item.fields.push_back(num(
+        3, 4, false, idx == 4 ? "power.active.limit.import" : "power.active.limit.export", "kW"));
   } else if (idx == 0x0F) {
     item.name = std::string(v.name) + " block";
     for (unsigned p = v.has_total ? 0 : 1; p <= 3; ++p) item.fields.push_back(field(p));
   } else {
-    item.name = idx == 0 ? "total " + std::string(v.name) : std::string("phase ") + "ABC"[idx - 1] + " " + v.name;
+    item.name = idx == 0 ? "total " + std::string(v.name)
+                         : std::string("phase ") + "ABC"[idx - 1] + " " + v.name;
     item.fields.push_back(field(idx));
   }
   return item;
@@ -803,43 +904,101 @@ DataItem misc_1997(std::uint32_t di) {
     item.fields = std::move(fields);
   };
   switch (di) {
-    case 0xB210: set("last programming time", {when("MMDDhhmm", "event.programming.time")}); break;
-    case 0xB211: set("last demand-clear time", {when("MMDDhhmm", "event.demand_clear.time")}); break;
-    case 0xB212: set("programming count", {count(2, "event.programming.count")}); break;
-    case 0xB213: set("demand-clear count", {count(2, "event.demand_clear.count")}); break;
-    case 0xB214: set("battery working time", {count(3, "battery.working_time", "min")}); break;
-    case 0xB310: set("phase-break count, total", {count(2, "event.phase_break.count")}); break;
+    case 0xB210:
+      set("last programming time", {when("MMDDhhmm", "event.programming.time")});
+      break;
+    case 0xB211:
+      set("last demand-clear time", {when("MMDDhhmm", "event.demand_clear.time")});
+      break;
+    case 0xB212:
+      set("programming count", {count(2, "event.programming.count")});
+      break;
+    case 0xB213:
+      set("demand-clear count", {count(2, "event.demand_clear.count")});
+      break;
+    case 0xB214:
+      set("battery working time", {count(3, "battery.working_time", "min")});
+      break;
+    case 0xB310:
+      set("phase-break count, total", {count(2, "event.phase_break.count")});
+      break;
     case 0xB311:
     case 0xB312:
     case 0xB313: {
       const unsigned p = di - 0xB310;
-      set(std::string("phase-break count, phase ") + "ABC"[p - 1],
-          {count(2, "event.phase_break.l" + std::to_string(p) + ".count")});
+      set(std::string("phase-break count, phase ") + "ABC" [p - 1],
+          { count(2, "event.phase_break.l" + std::to_string(p) + ".count") });
       break;
     }
-    case 0xC010: set("date and weekday", {count(1, "meter.weekday"), when("YYMMDD", "meter.date")}); break;
-    case 0xC011: set("time", {when("hhmmss", "meter.time")}); break;
-    case 0xC020: set("meter status byte", {text(FieldKind::hex, 1, "status.meter")}); break;
-    case 0xC021: set("grid status byte", {text(FieldKind::hex, 1, "status.grid")}); break;
-    case 0xC022: set("weekend status byte", {text(FieldKind::hex, 1, "status.weekend")}); break;
-    case 0xC030: set("active meter constant", {count(3, "meter.active_constant", "imp/kWh")}); break;
-    case 0xC031: set("reactive meter constant", {count(3, "meter.reactive_constant", "imp/kvarh")}); break;
-    case 0xC032: set("meter number", {text(FieldKind::digits, 6, "meter.number")}); break;
-    case 0xC033: set("user number", {text(FieldKind::digits, 6, "meter.user_number")}); break;
-    case 0xC034: set("device code", {text(FieldKind::digits, 6, "meter.device_code")}); break;
-    case 0xC111: set("demand period", {count(1, "meter.demand_period", "min")}); break;
-    case 0xC112: set("demand sliding time", {count(1, "meter.demand_slide", "min")}); break;
-    case 0xC113: set("display cycle time", {count(1, "meter.display_cycle", "s")}); break;
-    case 0xC114: set("display duration", {count(1, "meter.display_duration", "s")}); break;
-    case 0xC115: set("display energy decimals", {count(1, "meter.display_energy_decimals")}); break;
-    case 0xC116: set("display power decimals", {count(1, "meter.display_power_decimals")}); break;
-    case 0xC117: set("automatic reading day", {when("DDhh", "meter.settlement_day1")}); break;
-    case 0xC212: set("password level and password", {text(FieldKind::hex, 4, "meter.password")}); break;
-    case 0xC310: set("year time-zone count", {count(1, "meter.zone_count")}); break;
-    case 0xC311: set("daily period table count", {count(1, "meter.period_table_count")}); break;
-    case 0xC312: set("daily periods", {count(1, "meter.period_count")}); break;
-    case 0xC313: set("tariff count", {count(1, "meter.tariff_count")}); break;
-    case 0xC314: set("public holiday count", {count(1, "meter.holiday_count")}); break;
+    case 0xC010:
+      set("date and weekday", {count(1, "meter.weekday"), when("YYMMDD", "meter.date")});
+      break;
+    case 0xC011:
+      set("time", {when("hhmmss", "meter.time")});
+      break;
+    case 0xC020:
+      set("meter status byte", {text(FieldKind::hex, 1, "status.meter")});
+      break;
+    case 0xC021:
+      set("grid status byte", {text(FieldKind::hex, 1, "status.grid")});
+      break;
+    case 0xC022:
+      set("weekend status byte", {text(FieldKind::hex, 1, "status.weekend")});
+      break;
+    case 0xC030:
+      set("active meter constant", {count(3, "meter.active_constant", "imp/kWh")});
+      break;
+    case 0xC031:
+      set("reactive meter constant", {count(3, "meter.reactive_constant", "imp/kvarh")});
+      break;
+    case 0xC032:
+      set("meter number", {text(FieldKind::digits, 6, "meter.number")});
+      break;
+    case 0xC033:
+      set("user number", {text(FieldKind::digits, 6, "meter.user_number")});
+      break;
+    case 0xC034:
+      set("device code", {text(FieldKind::digits, 6, "meter.device_code")});
+      break;
+    case 0xC111:
+      set("demand period", {count(1, "meter.demand_period", "min")});
+      break;
+    case 0xC112:
+      set("demand sliding time", {count(1, "meter.demand_slide", "min")});
+      break;
+    case 0xC113:
+      set("display cycle time", {count(1, "meter.display_cycle", "s")});
+      break;
+    case 0xC114:
+      set("display duration", {count(1, "meter.display_duration", "s")});
+      break;
+    case 0xC115:
+      set("display energy decimals", {count(1, "meter.display_energy_decimals")});
+      break;
+    case 0xC116:
+      set("display power decimals", {count(1, "meter.display_power_decimals")});
+      break;
+    case 0xC117:
+      set("automatic reading day", {when("DDhh", "meter.settlement_day1")});
+      break;
+    case 0xC212:
+      set("password level and password", {text(FieldKind::hex, 4, "meter.password")});
+      break;
+    case 0xC310:
+      set("year time-zone count", {count(1, "meter.zone_count")});
+      break;
+    case 0xC311:
+      set("daily period table count", {count(1, "meter.period_table_count")});
+      break;
+    case 0xC312:
+      set("daily periods", {count(1, "meter.period_count")});
+      break;
+    case 0xC313:
+      set("tariff count", {count(1, "meter.tariff_count")});
+      break;
+    case 0xC314:
+      set("public holiday count", {count(1, "meter.holiday_count")});
+      break;
   }
   return item;
 }
@@ -857,25 +1016,29 @@ const std::vector<Family>& families() {
     f.push_back({v7, one(0x00), span(0x00, 0x0A), tariffs, periods, energy_2007});
     f.push_back({v7, one(0x00), spans({{0x15, 0x1E}, {0x29, 0x32}, {0x3D, 0x46}}), one(0x00),
                  periods, phase_energy_2007});
-    f.push_back({v7, one(0x00), one(0x90), span(0x01, 0x02), one(0x00), [](std::uint32_t di) {
-                   const bool money = byte_of(di, 1) == 0x02;
-                   return DataItem{Version::v2007, di,
-                                   money ? "remaining money (prepaid)" : "remaining energy (prepaid)",
-                                   {num(4, 2, false, money ? "prepaid.remaining_money" : "prepaid.remaining_energy",
-                                        money ? "CNY" : "kWh")}};
-                 }});
+    f.push_back(
+        {v7, one(0x00), one(0x90), span(0x01, 0x02), one(0x00), [](std::uint32_t di) {
+           const bool money = byte_of(di, 1) == 0x02;
+           return DataItem{
+               Version::v2007,
+               di,
+               money ? "remaining money (prepaid)" : "remaining energy (prepaid)",
+               {num(4, 2, false, money ? "prepaid.remaining_money" : "prepaid.remaining_energy",
+                    money ? "CNY" : "kWh")}};
+         }});
     // 01: maximum demand and its time
     f.push_back({v7, one(0x01), span(0x01, 0x0A), tariffs, periods, demand_2007});
     // 02: variables
-    f.push_back({v7, one(0x02), spans({{0x01, 0x02}, {0x07, 0x09}}), spans({{0x01, 0x03}, {block, block}}),
-                 one(0x00), variable_2007});
+    f.push_back({v7, one(0x02), spans({{0x01, 0x02}, {0x07, 0x09}}),
+                 spans({{0x01, 0x03}, {block, block}}), one(0x00), variable_2007});
     f.push_back({v7, one(0x02), span(0x03, 0x06), spans({{0x00, 0x03}, {block, block}}), one(0x00),
                  variable_2007});
-    f.push_back({v7, one(0x02), span(0x0A, 0x0B), span(0x01, 0x03), spans({{0x01, 0x15}, {block, block}}),
-                 harmonic_2007});
+    f.push_back({v7, one(0x02), span(0x0A, 0x0B), span(0x01, 0x03),
+                 spans({{0x01, 0x15}, {block, block}}), harmonic_2007});
     f.push_back({v7, one(0x02), one(0x80), one(0x00), span(0x01, 0x0A), misc_variable_2007});
     // 03: events
-    f.push_back({v7, one(0x03), spans({{0x01, 0x04}, {0x0B, 0x0F}}), one(0x00), one(0x00), phase_event_counts});
+    f.push_back({v7, one(0x03), spans({{0x01, 0x04}, {0x0B, 0x0F}}), one(0x00), one(0x00),
+                 phase_event_counts});
     f.push_back({v7, one(0x03), span(0x05, 0x0A), one(0x00), one(0x00), meter_event_counts});
     f.push_back({v7, one(0x03), one(0x11), one(0x00), span(0x00, 0x0A), power_down});
     f.push_back({v7, one(0x03), one(0x30), span(0x00, 0x0E), one(0x00), programming_event});
@@ -883,10 +1046,12 @@ const std::vector<Family>& families() {
                  span(0x01, 0x0A), programming_event});
     f.push_back({v7, span(0x1D, 0x1E), one(0x00), one(0x00), span(0x01, 0x0A), relay_record});
     // 04: parameters
-    f.push_back({v7, one(0x04), one(0x00), one(0x01), spans({{0x01, 0x07}, {0x0C, 0x0C}}), parameter_2007});
+    f.push_back(
+        {v7, one(0x04), one(0x00), one(0x01), spans({{0x01, 0x07}, {0x0C, 0x0C}}), parameter_2007});
     f.push_back({v7, one(0x04), one(0x00), one(0x02), span(0x01, 0x06), parameter_2007});
     f.push_back({v7, one(0x04), one(0x00), one(0x04), span(0x01, 0x0D), parameter_2007});
-    f.push_back({v7, one(0x04), one(0x00), one(0x05), spans({{0x01, 0x07}, {block, block}}), parameter_2007});
+    f.push_back({v7, one(0x04), one(0x00), one(0x05), spans({{0x01, 0x07}, {block, block}}),
+                 parameter_2007});
     f.push_back({v7, one(0x04), one(0x00), one(0x06), span(0x01, 0x03), parameter_2007});
     f.push_back({v7, one(0x04), one(0x00), one(0x07), span(0x01, 0x05), parameter_2007});
     f.push_back({v7, one(0x04), one(0x00), span(0x08, 0x09), span(0x01, 0x02), parameter_2007});
@@ -906,22 +1071,27 @@ const std::vector<Family>& families() {
     f.push_back({v7, one(0x06), span(0x00, 0x06), one(0x00), span(0x00, 0x02), load_profile_2007});
     // 1997 (DI1 in d1, DI0 in d0)
     const ByteSet energy_d0 = span(0x10, 0x2F);
-    f.push_back({v9, one(0), one(0), spans({{0x90, 0x90}, {0x94, 0x94}, {0x98, 0x98}}), energy_d0, energy_1997});
-    f.push_back({v9, one(0), one(0), spans({{0x91, 0x91}, {0x95, 0x95}, {0x99, 0x99}}), span(0x10, 0x6F),
+    f.push_back({v9, one(0), one(0), spans({{0x90, 0x90}, {0x94, 0x94}, {0x98, 0x98}}), energy_d0,
                  energy_1997});
-    f.push_back({v9, one(0), one(0), spans({{0xA0, 0xA0}, {0xA4, 0xA4}, {0xA8, 0xA8}, {0xB0, 0xB0}}),
-                 energy_d0, demand_1997});
+    f.push_back({v9, one(0), one(0), spans({{0x91, 0x91}, {0x95, 0x95}, {0x99, 0x99}}),
+                 span(0x10, 0x6F), energy_1997});
+    f.push_back({v9, one(0), one(0),
+                 spans({{0xA0, 0xA0}, {0xA4, 0xA4}, {0xA8, 0xA8}, {0xB0, 0xB0}}), energy_d0,
+                 demand_1997});
     f.push_back({v9, one(0), one(0), spans({{0xB4, 0xB4}, {0xB8, 0xB8}}), energy_d0, demand_1997});
-    f.push_back({v9, one(0), one(0), spans({{0xA1, 0xA1}, {0xA5, 0xA5}, {0xA9, 0xA9}, {0xB1, 0xB1}}),
-                 span(0x10, 0x6F), demand_1997});
-    f.push_back({v9, one(0), one(0), spans({{0xB5, 0xB5}, {0xB9, 0xB9}}), span(0x10, 0x6F), demand_1997});
-    f.push_back({v9, one(0), one(0), one(0xB6), spans({{0x11, 0x13}, {0x1F, 0x1F}, {0x21, 0x23}, {0x2F, 0x2F}}),
-                 variable_1997});
-    f.push_back({v9, one(0), one(0), one(0xB6), spans({{0x30, 0x35}, {0x3F, 0x43}, {0x4F, 0x53}, {0x5F, 0x5F}}),
-                 variable_1997});
+    f.push_back({v9, one(0), one(0),
+                 spans({{0xA1, 0xA1}, {0xA5, 0xA5}, {0xA9, 0xA9}, {0xB1, 0xB1}}), span(0x10, 0x6F),
+                 demand_1997});
+    f.push_back(
+        {v9, one(0), one(0), spans({{0xB5, 0xB5}, {0xB9, 0xB9}}), span(0x10, 0x6F), demand_1997});
+    f.push_back({v9, one(0), one(0), one(0xB6),
+                 spans({{0x11, 0x13}, {0x1F, 0x1F}, {0x21, 0x23}, {0x2F, 0x2F}}), variable_1997});
+    f.push_back({v9, one(0), one(0), one(0xB6),
+                 spans({{0x30, 0x35}, {0x3F, 0x43}, {0x4F, 0x53}, {0x5F, 0x5F}}), variable_1997});
     f.push_back({v9, one(0), one(0), one(0xB2), span(0x10, 0x14), misc_1997});
     f.push_back({v9, one(0), one(0), one(0xB3), span(0x10, 0x13), misc_1997});
-    f.push_back({v9, one(0), one(0), one(0xC0), spans({{0x10, 0x11}, {0x20, 0x22}, {0x30, 0x34}}), misc_1997});
+    f.push_back({v9, one(0), one(0), one(0xC0), spans({{0x10, 0x11}, {0x20, 0x22}, {0x30, 0x34}}),
+                 misc_1997});
     f.push_back({v9, one(0), one(0), one(0xC1), span(0x11, 0x17), misc_1997});
     f.push_back({v9, one(0), one(0), one(0xC2), one(0x12), misc_1997});
     f.push_back({v9, one(0), one(0), one(0xC3), span(0x10, 0x14), misc_1997});
@@ -941,21 +1111,28 @@ bool family_contains(const Family& f, std::uint32_t di) {
 
 std::string_view to_string(Frozen f) noexcept {
   switch (f) {
-    case Frozen::none: return "";
-    case Frozen::monthly: return "monthly";
-    case Frozen::daily: return "daily";
-    case Frozen::hourly: return "hourly";
-    case Frozen::timed: return "timed";
-    case Frozen::instant: return "instant";
-    case Frozen::switchover: return "switchover";
+    case Frozen::none:
+      return "";
+    case Frozen::monthly:
+      return "monthly";
+    case Frozen::daily:
+      return "daily";
+    case Frozen::hourly:
+      return "hourly";
+    case Frozen::timed:
+      return "timed";
+    case Frozen::instant:
+      return "instant";
+    case Frozen::switchover:
+      return "switchover";
   }
   return "";
 }
 
 std::size_t DataItem::min_size() const {
   std::size_t n = 0;
-  const std::size_t fixed = group_size ? fields.size() - (fields.size() / group_size - 1) * group_size
-                                       : fields.size();
+  const std::size_t fixed =
+      group_size ? fields.size() - (fields.size() / group_size - 1) * group_size : fields.size();
   for (std::size_t i = 0; i < fixed; ++i) n += fields[i].size;
   return n;
 }
@@ -980,7 +1157,8 @@ std::vector<std::uint32_t> catalogued(Version version) {
       f.d2.each([&](std::uint8_t b) {
         f.d1.each([&](std::uint8_t c) {
           f.d0.each([&](std::uint8_t d) {
-            out.push_back((std::uint32_t{a} << 24) | (std::uint32_t{b} << 16) | (std::uint32_t{c} << 8) | d);
+            out.push_back((std::uint32_t{a} << 24) | (std::uint32_t{b} << 16) |
+                          (std::uint32_t{c} << 8) | d);
           });
         });
       });
@@ -1017,13 +1195,15 @@ std::uint32_t read_di(Version version, std::span<const std::uint8_t> bytes) {
 }
 
 void append_di(Version version, std::uint32_t di, std::vector<std::uint8_t>& out) {
-  for (std::size_t i = 0; i < di_size(version); ++i) out.push_back(byte_of(di, static_cast<int>(i)));
+  for (std::size_t i = 0; i < di_size(version); ++i)
+    out.push_back(byte_of(di, static_cast<int>(i)));
 }
 
 DecodedValues decode_values(const DataItem& item, std::span<const std::uint8_t> data) {
   DecodedValues out;
-  const bool variable = std::any_of(item.fields.begin(), item.fields.end(),
-                                    [](const Field& f) { return f.kind == FieldKind::raw && f.size == 0; });
+  const bool variable = std::any_of(item.fields.begin(), item.fields.end(), [](const Field& f) {
+    return f.kind == FieldKind::raw && f.size == 0;
+  });
   std::size_t n_fields = item.fields.size();
   if (!variable) {
     const std::size_t lo = item.min_size(), hi = item.max_size();
@@ -1042,8 +1222,9 @@ DecodedValues decode_values(const DataItem& item, std::span<const std::uint8_t> 
     if (!fits) {
       out.error = ValueError::length_mismatch;
       out.message = "expected " +
-                    (item.group_size ? std::to_string(lo) + ".." + std::to_string(hi) + " bytes in whole groups"
-                                     : std::to_string(hi) + " bytes") +
+                    (item.group_size
+                         ? std::to_string(lo) + ".." + std::to_string(hi) + " bytes in whole groups"
+                         : std::to_string(hi) + " bytes") +
                     ", got " + std::to_string(data.size());
       return out;
     }

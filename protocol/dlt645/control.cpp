@@ -63,21 +63,33 @@ const char* find_function(const std::array<FunctionName, N>& table, std::uint8_t
 }
 
 const char* lookup(Version v, std::uint8_t fn) {
-  return v == Version::v2007 ? find_function(functions_2007, fn) : find_function(functions_1997, fn);
+  return v == Version::v2007 ? find_function(functions_2007, fn)
+                             : find_function(functions_1997, fn);
 }
 
-constexpr std::array<const char*, 8> err_2007{
-    "other error", "no requested data", "password error or unauthorised",
-    "baud rate cannot be changed", "year time-zone count exceeded",
-    "daily period count exceeded", "tariff count exceeded", "reserved bit 7"};
-constexpr std::array<const char*, 8> err_1997{
-    "illegal data", "data identifier error", "password error", "reserved bit 3",
-    "year time-zone count exceeded", "daily period count exceeded",
-    "tariff count exceeded", "reserved bit 7"};
-constexpr std::array<const char*, 7> serr_bits{
-    "other error", "repeated top-up", "ESAM verification failed",
-    "identity authentication failed", "customer number mismatch", "top-up count error",
-    "purchase exceeds hoarding limit"};
+constexpr std::array<const char*, 8> err_2007{"other error",
+                                              "no requested data",
+                                              "password error or unauthorised",
+                                              "baud rate cannot be changed",
+                                              "year time-zone count exceeded",
+                                              "daily period count exceeded",
+                                              "tariff count exceeded",
+                                              "reserved bit 7"};
+constexpr std::array<const char*, 8> err_1997{"illegal data",
+                                              "data identifier error",
+                                              "password error",
+                                              "reserved bit 3",
+                                              "year time-zone count exceeded",
+                                              "daily period count exceeded",
+                                              "tariff count exceeded",
+                                              "reserved bit 7"};
+constexpr std::array<const char*, 7> serr_bits{"other error",
+                                               "repeated top-up",
+                                               "ESAM verification failed",
+                                               "identity authentication failed",
+                                               "customer number mismatch",
+                                               "top-up count error",
+                                               "purchase exceeds hoarding limit"};
 
 struct RelayName {
   RelayCommand command;
@@ -94,7 +106,12 @@ constexpr std::array<RelayName, 7> relay_names{{
 }};
 
 constexpr std::array<std::pair<unsigned, std::uint8_t>, 6> baud_words{{
-    {600, 0x02}, {1200, 0x04}, {2400, 0x08}, {4800, 0x10}, {9600, 0x20}, {19200, 0x40},
+    {600, 0x02},
+    {1200, 0x04},
+    {2400, 0x08},
+    {4800, 0x10},
+    {9600, 0x20},
+    {19200, 0x40},
 }};
 
 }  // namespace

@@ -28,7 +28,7 @@ constexpr std::uint8_t function(std::uint8_t c) noexcept { return c & function_m
 
 // Function codes (D4..D0).
 namespace fn2007 {
-inline constexpr std::uint8_t security = 0x03;        // ESAM authentication [State Grid]
+inline constexpr std::uint8_t security = 0x03;  // ESAM authentication [State Grid]
 inline constexpr std::uint8_t broadcast_time = 0x08;
 inline constexpr std::uint8_t read = 0x11;
 inline constexpr std::uint8_t read_follow_up = 0x12;
@@ -77,12 +77,12 @@ std::string security_error_meaning(std::uint16_t serr);
 
 // Relay/alarm command N1 of function 1CH.
 enum class RelayCommand : std::uint8_t {
-  trip = 0x1A,            // 跳闸
-  close_allowed = 0x1B,   // 合闸允许: the customer presses the button
-  direct_close = 0x1C,    // 直接合闸 [State Grid]
+  trip = 0x1A,           // 跳闸
+  close_allowed = 0x1B,  // 合闸允许: the customer presses the button
+  direct_close = 0x1C,   // 直接合闸 [State Grid]
   alarm = 0x2A,
   alarm_release = 0x2B,
-  keep_power = 0x3A,      // 保电: relay locked closed
+  keep_power = 0x3A,  // 保电: relay locked closed
   keep_power_release = 0x3B,
 };
 std::optional<RelayCommand> parse_relay_command(std::string_view name) noexcept;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-
 namespace meterd::protocol::dlt645 {
 
 namespace {
@@ -22,10 +21,14 @@ class FrameCategory final : public std::error_category {
   const char* name() const noexcept override { return "dlt645.frame"; }
   std::string message(int ev) const override {
     switch (static_cast<FrameError>(ev)) {
-      case FrameError::bad_checksum: return "bad checksum";
-      case FrameError::bad_end: return "end byte is not 16H";
-      case FrameError::length_exceeded: return "length field exceeds the limit";
-      case FrameError::truncated: return "truncated frame";
+      case FrameError::bad_checksum:
+        return "bad checksum";
+      case FrameError::bad_end:
+        return "end byte is not 16H";
+      case FrameError::length_exceeded:
+        return "length field exceeds the limit";
+      case FrameError::truncated:
+        return "truncated frame";
     }
     return "unknown frame error";
   }
@@ -240,8 +243,7 @@ std::optional<DecodeResult> StreamDecoder::next() {
 std::string describe(const DecodeResult& r) {
   if (r.error == FrameError::bad_checksum)
     return "checksum: got " + hex2(r.got) + ", expected " + hex2(r.expected);
-  if (r.error == FrameError::bad_end)
-    return "end byte: got " + hex2(r.got) + ", expected 16";
+  if (r.error == FrameError::bad_end) return "end byte: got " + hex2(r.got) + ", expected 16";
   if (r.error == FrameError::length_exceeded)
     return "length: L=" + std::to_string(r.got) + " exceeds the limit of " +
            std::to_string(r.expected) + " data bytes";

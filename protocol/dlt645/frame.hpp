@@ -24,8 +24,8 @@ inline constexpr std::uint8_t start_byte = 0x68;
 inline constexpr std::uint8_t end_byte = 0x16;
 inline constexpr std::uint8_t wake_byte = 0xFE;
 inline constexpr std::uint8_t scramble_offset = 0x33;
-inline constexpr std::size_t min_frame_size = 12;       // L = 0
-inline constexpr std::size_t max_standard_data = 200;   // 2007 read answer limit
+inline constexpr std::size_t min_frame_size = 12;      // L = 0
+inline constexpr std::size_t max_standard_data = 200;  // 2007 read answer limit
 
 // Six address bytes as they travel: A0 (lowest two digits) first.
 // Digits are BCD, or AA for the short-addressing wildcard.
@@ -77,10 +77,10 @@ void unscramble(std::span<std::uint8_t> data) noexcept;  // −33H mod 256
 // Link-level decode errors. A meter's own error answer (ERR word) is not
 // one of these: it is a well-formed frame with the abnormal bit set.
 enum class FrameError {
-  bad_checksum = 1,    // CS does not match the bytes it covers
-  bad_end,             // byte after CS is not 16H
-  length_exceeded,     // L above the decoder's limit
-  truncated,           // input ended inside a frame (only from decode_all)
+  bad_checksum = 1,  // CS does not match the bytes it covers
+  bad_end,           // byte after CS is not 16H
+  length_exceeded,   // L above the decoder's limit
+  truncated,         // input ended inside a frame (only from decode_all)
 };
 const std::error_category& frame_category() noexcept;
 std::error_code make_error_code(FrameError e) noexcept;
@@ -107,9 +107,9 @@ struct DecodeResult {
   std::size_t frame_size = 0;  // bytes of the frame or bad candidate (from its 68H)
   Frame frame;
   std::error_code error;
-  std::uint8_t got = 0;        // bad_checksum: CS on the wire; bad_end: the byte found
-  std::uint8_t expected = 0;   // bad_checksum: CS computed
-  std::size_t need = 0;        // need_more: bytes still missing, when known (else 0)
+  std::uint8_t got = 0;       // bad_checksum: CS on the wire; bad_end: the byte found
+  std::uint8_t expected = 0;  // bad_checksum: CS computed
+  std::size_t need = 0;       // need_more: bytes still missing, when known (else 0)
 };
 
 // Looks at the head of `input` only; never reads outside it. Skips FE and

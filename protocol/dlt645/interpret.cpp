@@ -20,8 +20,8 @@ std::string datetime_text(Bytes six) {
   const auto t = decode_datetime(six.first<6>());
   if (!t) return "invalid (" + printed(six) + ")";
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", t->year, t->month, t->day, t->hour,
-                t->minute, t->second);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", t->year, t->month, t->day,
+                t->hour, t->minute, t->second);
   return buf;
 }
 
@@ -38,7 +38,9 @@ class Reader {
   Bytes rest() { return take(data_.size() - pos_); }
   std::size_t remaining() const { return data_.size() - pos_; }
 
-  void field(std::string key, std::string value) { out_.fields.emplace_back(std::move(key), std::move(value)); }
+  void field(std::string key, std::string value) {
+    out_.fields.emplace_back(std::move(key), std::move(value));
+  }
 
   bool di() {
     const auto n = di_size(out_.version);
@@ -79,7 +81,8 @@ class Reader {
     if (payload.empty()) return;
     auto decoded = decode_values(*item, payload);
     if (decoded.error) {
-      out_.problem = (out_.follow_up ? "partial answer (follow-up frames carry the rest): " : "data length: ") +
+      out_.problem = (out_.follow_up ? "partial answer (follow-up frames carry the rest): "
+                                     : "data length: ") +
                      decoded.message;
       field("data", to_hex(payload));
       return;
@@ -107,7 +110,9 @@ void error_answer(Interpretation& out, Bytes data) {
 
 std::string freeze_pattern(Bytes p) {  // mm hh DD MM, 99 = any
   if (p[0] == 0x99 && p[1] == 0x99 && p[2] == 0x99 && p[3] == 0x99) return "instant freeze";
-  const auto f = [&](std::size_t i) { return p[i] == 0x99 ? std::string("**") : to_hex(p.subspan(i, 1)); };
+  const auto f = [&](std::size_t i) {
+    return p[i] == 0x99 ? std::string("**") : to_hex(p.subspan(i, 1));
+  };
   return "month " + f(3) + " day " + f(2) + " " + f(1) + ":" + f(0);
 }
 
@@ -147,7 +152,8 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
     }
     case fn2007::read_address:
       if (rsp && r.has(6)) {
-        const auto a = Address::from_wire({f.data[0], f.data[1], f.data[2], f.data[3], f.data[4], f.data[5]});
+        const auto a =
+            Address::from_wire({f.data[0], f.data[1], f.data[2], f.data[3], f.data[4], f.data[5]});
         r.take(6);
         out.values.push_back({"meter.address", "", a.to_string()});
       }
@@ -160,13 +166,16 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
     case fn2007::write_address:
       if (r.has(6)) {
         const auto a = r.take(6);
-        r.field("new_address", Address::from_wire({a[0], a[1], a[2], a[3], a[4], a[5]}).to_string());
+        r.field("new_address",
+                Address::from_wire({a[0], a[1], a[2], a[3], a[4], a[5]}).to_string());
       }
       break;
     case fn2007::freeze:
       if (r.has(4)) r.field("freeze", freeze_pattern(r.take(4)));
       break;
-    case fn2007::change_baud: baud_field(r); break;
+    case fn2007::change_baud:
+      baud_field(r);
+      break;
     case fn2007::change_password:
       if (rsp) {
         r.password("new_");
@@ -188,7 +197,8 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
       if (!r.has(8)) return void(r.short_data("relay command"));
       const auto n1 = r.take(1)[0];
       const auto cmd = relay_command_from_byte(n1);
-      r.field("command", cmd ? std::string(to_string(*cmd)) : "unknown (" + to_hex(std::span(&n1, 1)) + ")");
+      r.field("command",
+              cmd ? std::string(to_string(*cmd)) : "unknown (" + to_hex(std::span(&n1, 1)) + ")");
       r.field("reserved", to_hex(r.take(1)));
       r.field("valid_until", datetime_text(r.take(6)));
       break;
@@ -196,10 +206,14 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
     case fn2007::output_select:
       if (r.has(1)) {
         const auto v = r.take(1)[0];
-        r.field("output", v == 0 ? "clock second pulse" : v == 1 ? "demand period" : v == 2 ? "tariff switch" : to_hex(std::span(&v, 1)));
+        r.field("output", v == 0   ? "clock second pulse"
+                          : v == 1 ? "demand period"
+                          : v == 2 ? "tariff switch"
+                                   : to_hex(std::span(&v, 1)));
       }
       break;
-    default: break;
+    default:
+      break;
   }
   r.leftover();
 }
@@ -226,17 +240,21 @@ void interpret_1997(Interpretation& out, const Frame& f, Reader& r) {
     case fn1997::write_address:
       if (r.has(6)) {
         const auto a = r.take(6);
-        r.field("new_address", Address::from_wire({a[0], a[1], a[2], a[3], a[4], a[5]}).to_string());
+        r.field("new_address",
+                Address::from_wire({a[0], a[1], a[2], a[3], a[4], a[5]}).to_string());
       }
       break;
-    case fn1997::change_baud: baud_field(r); break;
+    case fn1997::change_baud:
+      baud_field(r);
+      break;
     case fn1997::change_password:
       if (r.password(rsp ? "new_" : "old_") && !rsp) r.password("new_");
       break;
     case fn1997::demand_reset:
       if (!rsp) r.password();
       break;
-    default: break;
+    default:
+      break;
   }
   r.leftover();
 }

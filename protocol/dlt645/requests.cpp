@@ -65,7 +65,8 @@ bool valid(const DateTime& t) noexcept {
 std::optional<DateTime> parse_datetime(std::string_view s) {
   // YYYY-MM-DD[T ]hh:mm[:ss]
   if (s.size() != 16 && s.size() != 19) return std::nullopt;
-  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':') return std::nullopt;
+  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':')
+    return std::nullopt;
   if (s.size() == 19 && s[16] != ':') return std::nullopt;
   DateTime t;
   const auto y = digits(s.substr(0, 4)), mo = digits(s.substr(5, 2)), d = digits(s.substr(8, 2)),
@@ -92,9 +93,12 @@ std::optional<Password> parse_password(std::string_view text, std::uint8_t level
 std::optional<OperatorCode> parse_operator(std::string_view text) { return parse_printed<4>(text); }
 
 std::array<std::uint8_t, 6> encode_datetime(const DateTime& t) {
-  return {bcd::encode_byte(static_cast<unsigned>(t.second)), bcd::encode_byte(static_cast<unsigned>(t.minute)),
-          bcd::encode_byte(static_cast<unsigned>(t.hour)),   bcd::encode_byte(static_cast<unsigned>(t.day)),
-          bcd::encode_byte(static_cast<unsigned>(t.month)),  bcd::encode_byte(static_cast<unsigned>(t.year % 100))};
+  return {bcd::encode_byte(static_cast<unsigned>(t.second)),
+          bcd::encode_byte(static_cast<unsigned>(t.minute)),
+          bcd::encode_byte(static_cast<unsigned>(t.hour)),
+          bcd::encode_byte(static_cast<unsigned>(t.day)),
+          bcd::encode_byte(static_cast<unsigned>(t.month)),
+          bcd::encode_byte(static_cast<unsigned>(t.year % 100))};
 }
 
 std::optional<DateTime> decode_datetime(std::span<const std::uint8_t, 6> w) {
@@ -160,7 +164,8 @@ Frame change_baud(const Address& a, std::uint8_t baud_word) {
   return make(a, fn2007::change_baud, {baud_word});
 }
 
-Frame change_password(const Address& a, std::uint32_t di, const Password& old_p, const Password& new_p) {
+Frame change_password(const Address& a, std::uint32_t di, const Password& old_p,
+                      const Password& new_p) {
   auto d = with_di(Version::v2007, di);
   append_password(d, old_p);
   append_password(d, new_p);
@@ -189,8 +194,8 @@ Frame event_clear(const Address& a, const Password& p, const OperatorCode& op, s
   return make(a, fn2007::event_clear, std::move(d));
 }
 
-Frame relay_control(const Address& a, const Password& p, const OperatorCode& op, RelayCommand command,
-                    const DateTime& valid_until) {
+Frame relay_control(const Address& a, const Password& p, const OperatorCode& op,
+                    RelayCommand command, const DateTime& valid_until) {
   std::vector<std::uint8_t> d;
   append_password(d, p);
   append_operator(d, op);
@@ -213,7 +218,8 @@ Frame read_follow_up(const Address& a, std::uint16_t di) {
 
 Frame reread(const Address& a) { return make(a, fn1997::reread); }
 
-Frame write(const Address& a, std::uint16_t di, const Password& p, const std::vector<std::uint8_t>& data) {
+Frame write(const Address& a, std::uint16_t di, const Password& p,
+            const std::vector<std::uint8_t>& data) {
   auto d = with_di(Version::v1997, di);
   append_password(d, p);
   d.insert(d.end(), data.begin(), data.end());

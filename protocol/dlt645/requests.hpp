@@ -57,20 +57,22 @@ Frame broadcast_time(const DateTime& t);
 // Freeze: mm hh DD MM, 99 = wildcard per field (99999999 = freeze now).
 Frame freeze(const Address& a, std::array<std::uint8_t, 4> pattern_mm_hh_dd_MM);
 Frame change_baud(const Address& a, std::uint8_t baud_word);
-Frame change_password(const Address& a, std::uint32_t di, const Password& old_p, const Password& new_p);
+Frame change_password(const Address& a, std::uint32_t di, const Password& old_p,
+                      const Password& new_p);
 Frame demand_reset(const Address& a, const Password& p, const OperatorCode& op);
 Frame meter_clear(const Address& a, const Password& p, const OperatorCode& op);
 Frame event_clear(const Address& a, const Password& p, const OperatorCode& op, std::uint32_t di);
 // 1CH: PA P0..P2, C0..C3, N1 command, N2 = 00, N3..N8 valid-until ss mm hh DD MM YY.
-Frame relay_control(const Address& a, const Password& p, const OperatorCode& op, RelayCommand command,
-                    const DateTime& valid_until);
+Frame relay_control(const Address& a, const Password& p, const OperatorCode& op,
+                    RelayCommand command, const DateTime& valid_until);
 
 // ---- 1997 ---------------------------------------------------------------
 namespace v1997 {
 Frame read(const Address& a, std::uint16_t di);
 Frame read_follow_up(const Address& a, std::uint16_t di);
 Frame reread(const Address& a);
-Frame write(const Address& a, std::uint16_t di, const Password& p, const std::vector<std::uint8_t>& data);
+Frame write(const Address& a, std::uint16_t di, const Password& p,
+            const std::vector<std::uint8_t>& data);
 Frame broadcast_time(const DateTime& t);
 Frame write_address(const Address& a, const Address& new_address);
 Frame change_baud(const Address& a, std::uint8_t baud_word);

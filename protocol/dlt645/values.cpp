@@ -13,8 +13,10 @@ class ValueCategory final : public std::error_category {
   const char* name() const noexcept override { return "dlt645.data"; }
   std::string message(int ev) const override {
     switch (static_cast<ValueError>(ev)) {
-      case ValueError::length_mismatch: return "data length does not match the item";
-      case ValueError::unknown_item: return "data identifier not in the catalogue";
+      case ValueError::length_mismatch:
+        return "data length does not match the item";
+      case ValueError::unknown_item:
+        return "data identifier not in the catalogue";
     }
     return "unknown data error";
   }
@@ -91,8 +93,8 @@ std::optional<std::vector<std::uint8_t>> encode_number(const Field& field, const
   if (!scaled) return std::nullopt;
   const bool negative = *scaled < 0;
   if (negative && !field.is_signed) return std::nullopt;
-  const std::uint64_t magnitude = negative ? static_cast<std::uint64_t>(-*scaled)
-                                           : static_cast<std::uint64_t>(*scaled);
+  const std::uint64_t magnitude =
+      negative ? static_cast<std::uint64_t>(-*scaled) : static_cast<std::uint64_t>(*scaled);
   std::vector<std::uint8_t> out(field.size);
   if (!bcd::encode_le(magnitude, out)) return std::nullopt;
   if (field.is_signed) {
@@ -183,8 +185,10 @@ std::optional<std::vector<std::uint8_t>> parse_hex(std::string_view text) {
 
 ValueData decode_field(const Field& field, std::span<const std::uint8_t> bytes) {
   switch (field.kind) {
-    case FieldKind::number: return decode_number(field, bytes);
-    case FieldKind::datetime: return decode_datetime(field, bytes);
+    case FieldKind::number:
+      return decode_number(field, bytes);
+    case FieldKind::datetime:
+      return decode_datetime(field, bytes);
     case FieldKind::digits: {
       std::string text;
       for (std::size_t i = bytes.size(); i-- > 0;) {
@@ -209,7 +213,8 @@ ValueData decode_field(const Field& field, std::span<const std::uint8_t> bytes) 
       std::vector<std::uint8_t> msb_first(bytes.rbegin(), bytes.rend());
       return to_hex(msb_first);
     }
-    case FieldKind::raw: return to_hex(bytes);
+    case FieldKind::raw:
+      return to_hex(bytes);
   }
   return {};
 }
@@ -224,7 +229,8 @@ std::optional<std::vector<std::uint8_t>> encode_field(const Field& field, const 
   const auto* text = std::get_if<std::string>(&value);
   if (!text) return std::nullopt;
   switch (field.kind) {
-    case FieldKind::datetime: return encode_datetime(field, *text);
+    case FieldKind::datetime:
+      return encode_datetime(field, *text);
     case FieldKind::digits: {
       if (text->size() > field.size * 2u) return std::nullopt;
       std::string padded(field.size * 2 - text->size(), '0');
@@ -254,8 +260,10 @@ std::optional<std::vector<std::uint8_t>> encode_field(const Field& field, const 
       std::reverse(bytes->begin(), bytes->end());
       return bytes;
     }
-    case FieldKind::raw: return parse_hex(*text);
-    case FieldKind::number: break;
+    case FieldKind::raw:
+      return parse_hex(*text);
+    case FieldKind::number:
+      break;
   }
   return std::nullopt;
 }

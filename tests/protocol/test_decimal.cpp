@@ -59,3 +59,18 @@ TEST_CASE("BCD little-endian") {
   CHECK_FALSE(bcd::decode_byte(0x9A));
   CHECK(bcd::encode_byte(42) == 0x42);
 }
+
+#include "protocol/exact_json.hpp"
+
+TEST_CASE("exact JSON numbers keep the meter's digits") {
+  nlohmann::json j;
+  j["value"] = meterd::protocol::exact_number({22010, -2});
+  j["small"] = meterd::protocol::exact_number({-5, -3});
+  j["text"] = "dec:1.5";
+  j["list"] = {meterd::protocol::exact_number({12345678, -2}), 1};
+  CHECK(meterd::protocol::dump(j) ==
+        R"({"list":[123456.78,1],"small":-0.005,"text":"dec:1.5","value":220.10})");
+  // The result is valid JSON and parses back to the same numbers.
+  const auto back = nlohmann::json::parse(meterd::protocol::dump(j));
+  CHECK(back["value"].dump() == "220.1");
+}

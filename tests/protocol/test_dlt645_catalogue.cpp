@@ -1,11 +1,11 @@
 // The data-identifier catalogue: every catalogued DI of both versions round
 // trips random wire data and random values; the sign rule applies exactly
 // to the items the standard marks signed; absent data decodes to null.
-#include <doctest/doctest.h>
-
 #include <algorithm>
 #include <random>
 #include <set>
+
+#include <doctest/doctest.h>
 
 #include "protocol/dlt645/catalogue.hpp"
 
@@ -71,9 +71,10 @@ std::vector<const Field*> random_layout(const DataItem& item, std::mt19937& rng)
   }
   const std::size_t prefix = item.fields.size() % item.group_size;
   std::size_t group_bytes = 0;
-  for (std::size_t i = prefix; i < prefix + item.group_size; ++i) group_bytes += item.fields[i].size;
-  const std::size_t max_groups =
-      std::min((item.fields.size() - prefix) / item.group_size, (196 - item.min_size() + group_bytes) / group_bytes);
+  for (std::size_t i = prefix; i < prefix + item.group_size; ++i)
+    group_bytes += item.fields[i].size;
+  const std::size_t max_groups = std::min((item.fields.size() - prefix) / item.group_size,
+                                          (196 - item.min_size() + group_bytes) / group_bytes);
   std::uniform_int_distribution<std::size_t> groups(1, max_groups);
   const std::size_t n = prefix + groups(rng) * item.group_size;
   for (std::size_t i = 0; i < n; ++i) layout.push_back(&item.fields[i]);
@@ -135,18 +136,38 @@ TEST_CASE("every canonical quantity of DESIGN.md has a DL/T 645-2007 source") {
     const auto item = lookup(Version::v2007, di);
     for (const auto& f : item->fields) quantities.insert(f.quantity);
   }
-  for (const char* q :
-       {"energy.active.import.total", "energy.active.import.t1", "energy.active.import.t4",
-        "energy.active.export.total", "energy.active.combined.total", "energy.reactive.import.total",
-        "energy.reactive.export.total", "voltage.l1", "voltage.l2", "voltage.l3", "current.l1", "current.l2",
-        "current.l3", "current.n", "power.active.total", "power.active.l1", "power.active.l2",
-        "power.active.l3", "power.reactive.total", "power.apparent.total", "power_factor.total",
-        "power_factor.l1", "power_factor.l2", "power_factor.l3", "frequency", "demand.active.import.max",
-        "temperature.meter"})
+  for (const char* q : {"energy.active.import.total",
+                        "energy.active.import.t1",
+                        "energy.active.import.t4",
+                        "energy.active.export.total",
+                        "energy.active.combined.total",
+                        "energy.reactive.import.total",
+                        "energy.reactive.export.total",
+                        "voltage.l1",
+                        "voltage.l2",
+                        "voltage.l3",
+                        "current.l1",
+                        "current.l2",
+                        "current.l3",
+                        "current.n",
+                        "power.active.total",
+                        "power.active.l1",
+                        "power.active.l2",
+                        "power.active.l3",
+                        "power.reactive.total",
+                        "power.apparent.total",
+                        "power_factor.total",
+                        "power_factor.l1",
+                        "power_factor.l2",
+                        "power_factor.l3",
+                        "frequency",
+                        "demand.active.import.max",
+                        "temperature.meter"})
     CHECK_MESSAGE(quantities.count(q) == 1, q);
 }
 
-TEST_CASE("round trip: random wire data of every catalogued DI decodes and re-encodes byte for byte") {
+TEST_CASE(
+    "round trip: random wire data of every catalogued DI decodes and re-encodes byte for byte") {
   std::mt19937 rng(2007);
   std::size_t checked = 0;
   for (const auto version : {Version::v2007, Version::v1997}) {
@@ -196,9 +217,11 @@ TEST_CASE("round trip: random exact values of every numeric field come back iden
 
 TEST_CASE("sign: only the items the standard marks signed read bit 7 of the top byte") {
   // Forward active energy is unsigned: 850000.00 kWh is a legal reading.
-  CHECK(text(decode_field(field_of(Version::v2007, 0x00010000), hex("00 00 00 85"))) == "850000.00");
+  CHECK(text(decode_field(field_of(Version::v2007, 0x00010000), hex("00 00 00 85"))) ==
+        "850000.00");
   // Combined active energy is signed: the same bytes are -50000.00 kWh.
-  CHECK(text(decode_field(field_of(Version::v2007, 0x00000000), hex("00 00 00 85"))) == "-50000.00");
+  CHECK(text(decode_field(field_of(Version::v2007, 0x00000000), hex("00 00 00 85"))) ==
+        "-50000.00");
   // Current XXX.XXX: 34 12 80 is -1.234 A (PROTOCOL.md §5).
   CHECK(text(decode_field(field_of(Version::v2007, 0x02020100), hex("34 12 80"))) == "-1.234");
   // Power XX.XXXX at both ends of its range.
@@ -220,11 +243,11 @@ TEST_CASE("sign: only the items the standard marks signed read bit 7 of the top 
 
 TEST_CASE("encode keeps exactness: coarser values scale, finer ones are refused") {
   const Field e = field_of(Version::v2007, 0x00010000);
-  CHECK(encode_field(e, Decimal{12, 0}) == hex("00 12 00 00"));          // 12 -> 12.00
-  CHECK(encode_field(e, Decimal{12340, -3}) == hex("34 12 00 00"));      // 12.340 -> 12.34
-  CHECK_FALSE(encode_field(e, Decimal{12345, -3}));                      // 12.345 would round
-  CHECK_FALSE(encode_field(e, Decimal{100000000, 0}));                   // 9 digits do not fit
-  CHECK(encode_field(e, ValueData{}) == hex("FF FF FF FF"));             // null -> absent
+  CHECK(encode_field(e, Decimal{12, 0}) == hex("00 12 00 00"));      // 12 -> 12.00
+  CHECK(encode_field(e, Decimal{12340, -3}) == hex("34 12 00 00"));  // 12.340 -> 12.34
+  CHECK_FALSE(encode_field(e, Decimal{12345, -3}));                  // 12.345 would round
+  CHECK_FALSE(encode_field(e, Decimal{100000000, 0}));               // 9 digits do not fit
+  CHECK(encode_field(e, ValueData{}) == hex("FF FF FF FF"));         // null -> absent
 }
 
 TEST_CASE("blocks: variable tariff count, absent entries, length errors") {
@@ -298,7 +321,8 @@ TEST_CASE("items in detail") {
   SUBCASE("address and ASCII fields") {
     const auto a = decode_values(*lookup(Version::v2007, 0x04000401), hex("12 00 00 00 10 20"));
     CHECK(text(a.values[0].value) == "201000000012");
-    const auto m = decode_values(*lookup(Version::v2007, 0x0400040B), hex("00 00 00 00 36 36 36 55 53 44"));
+    const auto m =
+        decode_values(*lookup(Version::v2007, 0x0400040B), hex("00 00 00 00 36 36 36 55 53 44"));
     CHECK(text(m.values[0].value) == "DSU666");
   }
   SUBCASE("1997: integer volts, XX.XX amps, energy with last-month index") {

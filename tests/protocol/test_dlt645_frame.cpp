@@ -1,9 +1,9 @@
 // The link layer: addresses, checksums, the +33H scrambling, and the
 // streaming decoder against noise, wake-up bytes, corruption and arbitrary
 // splits of the input.
-#include <doctest/doctest.h>
-
 #include <random>
+
+#include <doctest/doctest.h>
 
 #include "protocol/dlt645/control.hpp"
 #include "protocol/dlt645/frame.hpp"
@@ -152,7 +152,8 @@ TEST_CASE("error words read differently in 2007 and 1997") {
   CHECK(error_meaning(Version::v1997, 0x01) == "illegal data");
   CHECK(error_meaning(Version::v2007, 0x08) == "baud rate cannot be changed");
   CHECK(error_meaning(Version::v1997, 0x08) == "reserved bit 3");
-  CHECK(error_meaning(Version::v2007, 0x44) == "password error or unauthorised; tariff count exceeded");
+  CHECK(error_meaning(Version::v2007, 0x44) ==
+        "password error or unauthorised; tariff count exceeded");
   CHECK(security_error_meaning(0x0004) == "ESAM verification failed");
 }
 
@@ -165,7 +166,8 @@ TEST_CASE("baud-rate characteristic word") {
 }
 
 TEST_CASE("decode: need more, then frame, with any number of FE") {
-  const auto bytes = hex("FE FE FE FE FE FE FE 68 12 90 78 56 34 12 68 91 08 33 33 34 33 AB 89 67 45 CC 16");
+  const auto bytes =
+      hex("FE FE FE FE FE FE FE 68 12 90 78 56 34 12 68 91 08 33 33 34 33 AB 89 67 45 CC 16");
   for (std::size_t n = 0; n < bytes.size(); ++n) {
     const auto r = decode(std::span(bytes).first(n));
     CHECK(r.status == DecodeStatus::need_more);

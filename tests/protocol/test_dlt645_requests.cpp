@@ -1,8 +1,8 @@
 // Request builders against the published frames, and each builder's data
 // area read back by the interpreter.
-#include <doctest/doctest.h>
-
 #include <map>
+
+#include <doctest/doctest.h>
 
 #include "protocol/dlt645/interpret.hpp"
 #include "protocol/dlt645/requests.hpp"
@@ -12,7 +12,9 @@ using namespace meterd::protocol::dlt645;
 
 namespace {
 
-std::string wire(const Frame& f, std::size_t preamble = 0) { return to_hex(encode(f, preamble), true); }
+std::string wire(const Frame& f, std::size_t preamble = 0) {
+  return to_hex(encode(f, preamble), true);
+}
 Address addr(const char* digits) { return *Address::parse(digits); }
 std::map<std::string, std::string> fields_of(const Frame& f) {
   const auto i = interpret(f);
@@ -22,17 +24,21 @@ std::map<std::string, std::string> fields_of(const Frame& f) {
 }  // namespace
 
 TEST_CASE("builders reproduce the published frames") {
-  CHECK(wire(request::read(addr("123456789012"), 0x00010000)) == "68 12 90 78 56 34 12 68 11 04 33 33 34 33 68 16");
+  CHECK(wire(request::read(addr("123456789012"), 0x00010000)) ==
+        "68 12 90 78 56 34 12 68 11 04 33 33 34 33 68 16");
   CHECK(wire(request::read(addr("652022122018"), 0x0201FF00), 4) ==
         "FE FE FE FE 68 18 20 12 22 20 65 68 11 04 33 32 34 35 A4 16");
   CHECK(wire(request::read_address(), 4) == "FE FE FE FE 68 AA AA AA AA AA AA 68 13 00 DF 16");
-  CHECK(wire(request::read(Address::wildcard(), 0x02010100)) == "68 AA AA AA AA AA AA 68 11 04 33 34 34 35 B1 16");
+  CHECK(wire(request::read(Address::wildcard(), 0x02010100)) ==
+        "68 AA AA AA AA AA AA 68 11 04 33 34 34 35 B1 16");
   CHECK(wire(request::broadcast_time(*parse_datetime("2017-06-05T10:22:51"))) ==
         "68 99 99 99 99 99 99 68 08 06 84 55 43 38 39 4A 4B 16");
-  CHECK(wire(request::relay_control(addr("111111111111"), *parse_password("00000000"), *parse_operator("00000000"),
-                                    RelayCommand::trip, *parse_datetime("2018-05-12T15:41:24"))) ==
+  CHECK(wire(request::relay_control(addr("111111111111"), *parse_password("00000000"),
+                                    *parse_operator("00000000"), RelayCommand::trip,
+                                    *parse_datetime("2018-05-12T15:41:24"))) ==
         "68 11 11 11 11 11 11 68 1C 10 33 33 33 33 33 33 33 33 4D 33 57 74 48 45 38 4B 55 16");
-  CHECK(wire(request::v1997::read(addr("3"), 0xB611)) == "68 03 00 00 00 00 00 68 01 02 44 E9 03 16");
+  CHECK(wire(request::v1997::read(addr("3"), 0xB611)) ==
+        "68 03 00 00 00 00 00 68 01 02 44 E9 03 16");
 }
 
 TEST_CASE("relay control carries level, password, operator, command, expiry") {
@@ -48,7 +54,8 @@ TEST_CASE("relay control carries level, password, operator, command, expiry") {
   CHECK(m.at("operator") == "87654321");
   CHECK(m.at("command") == "close-allowed");
   CHECK(m.at("valid_until") == "2026-11-27T13:00:00");
-  for (const char* name : {"trip", "close-allowed", "close", "alarm", "alarm-release", "keep-power", "release"})
+  for (const char* name :
+       {"trip", "close-allowed", "close", "alarm", "alarm-release", "keep-power", "release"})
     CHECK(to_string(*parse_relay_command(name)) == std::string(name));
   CHECK_FALSE(parse_relay_command("open"));
 }
@@ -76,7 +83,8 @@ TEST_CASE("other 2007 builders") {
   }
   SUBCASE("freeze, baud, demand reset, meter clear, event clear, password, address") {
     CHECK(fields_of(request::freeze(a, {0x99, 0x99, 0x99, 0x99})).at("freeze") == "instant freeze");
-    CHECK(fields_of(request::freeze(a, {0x00, 0x00, 0x99, 0x99})).at("freeze") == "month ** day ** 00:00");
+    CHECK(fields_of(request::freeze(a, {0x00, 0x00, 0x99, 0x99})).at("freeze") ==
+          "month ** day ** 00:00");
     CHECK(fields_of(request::change_baud(a, *baud_word(9600))).at("baud") == "9600");
     CHECK(request::demand_reset(a, p, op).data.size() == 8);
     CHECK(request::meter_clear(a, p, op).control == 0x1A);
@@ -85,7 +93,8 @@ TEST_CASE("other 2007 builders") {
     CHECK(interpret(ec).di == 0xFFFFFFFFu);
     const auto cp = request::change_password(a, 0x04000C03, p, *parse_password("02123456"));
     CHECK(fields_of(cp).at("new_password") == "123456");
-    CHECK(fields_of(request::write_address(addr("000000000042"))).at("new_address") == "000000000042");
+    CHECK(fields_of(request::write_address(addr("000000000042"))).at("new_address") ==
+          "000000000042");
   }
 }
 
@@ -99,8 +108,10 @@ TEST_CASE("1997 builders") {
   CHECK(request::v1997::change_baud(a, 0x04).control == 0x0C);
   CHECK(request::v1997::demand_reset(a, *parse_password("02000000")).control == 0x10);
   CHECK(request::v1997::write_address(a, addr("4")).control == 0x0A);
-  CHECK(request::v1997::change_password(a, *parse_password("02000000"), *parse_password("02111111")).data.size() == 8);
-  CHECK(request::v1997::broadcast_time(*parse_datetime("2026-01-01T00:00:00")).address.is_broadcast());
+  CHECK(request::v1997::change_password(a, *parse_password("02000000"), *parse_password("02111111"))
+            .data.size() == 8);
+  CHECK(request::v1997::broadcast_time(*parse_datetime("2026-01-01T00:00:00"))
+            .address.is_broadcast());
 }
 
 TEST_CASE("date-time parsing is strict") {

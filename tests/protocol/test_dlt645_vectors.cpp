@@ -2,9 +2,9 @@
 // agrees with the expected address, control code and unscrambled data, and
 // re-encoding gives the same bytes. Values are checked against the meaning
 // the vector file gives, digit for digit.
-#include <doctest/doctest.h>
-
 #include <fstream>
+
+#include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
 #include "protocol/dlt645/frame.hpp"
@@ -79,7 +79,8 @@ TEST_CASE("vectors.json: the bad checksum is named precisely") {
 
 TEST_CASE("vectors.json: values mean what the published meaning says") {
   SUBCASE("forward active total 123456.78 kWh") {
-    const auto i = interpret(decode_one("68 12 90 78 56 34 12 68 91 08 33 33 34 33 AB 89 67 45 CC 16"));
+    const auto i =
+        interpret(decode_one("68 12 90 78 56 34 12 68 91 08 33 33 34 33 AB 89 67 45 CC 16"));
     CHECK(i.version == Version::v2007);
     CHECK(i.response);
     CHECK(i.di == 0x00010000u);
@@ -89,7 +90,8 @@ TEST_CASE("vectors.json: values mean what the published meaning says") {
     CHECK(text_of(i.values[0]) == "123456.78");
   }
   SUBCASE("voltage block 0.0 / 0.0 / 239.4 V") {
-    const auto i = interpret(decode_one("FE FE FE FE 68 18 20 12 22 20 65 68 91 0A 33 32 34 35 33 33 33 33 C7 56 13 16"));
+    const auto i = interpret(decode_one(
+        "FE FE FE FE 68 18 20 12 22 20 65 68 91 0A 33 32 34 35 33 33 33 33 C7 56 13 16"));
     REQUIRE(i.values.size() == 3);
     CHECK(i.values[0].quantity == "voltage.l1");
     CHECK(text_of(i.values[0]) == "0.0");
@@ -98,7 +100,8 @@ TEST_CASE("vectors.json: values mean what the published meaning says") {
     CHECK(i.values[2].unit == "V");
   }
   SUBCASE("voltage block with absent phases decodes to null") {
-    const auto i = interpret(decode_one("68 12 00 00 00 10 20 68 91 0A 33 32 34 35 89 55 32 32 32 32 21 16"));
+    const auto i =
+        interpret(decode_one("68 12 00 00 00 10 20 68 91 0A 33 32 34 35 89 55 32 32 32 32 21 16"));
     REQUIRE(i.values.size() == 3);
     CHECK(text_of(i.values[0]) == "225.6");
     CHECK(i.values[1].is_null());
@@ -106,11 +109,14 @@ TEST_CASE("vectors.json: values mean what the published meaning says") {
     CHECK(i.problem.empty());
   }
   SUBCASE("energy block: total 1.29, T1 0.62, T2 0.60, T3 0.03, T4 0.02 kWh") {
-    const auto i = interpret(decode_one(
-        "68 12 00 00 00 10 20 68 91 18 33 32 34 33 5C 34 33 33 95 33 33 33 93 33 33 33 36 33 33 33 35 33 33 33 74 16"));
+    const auto i =
+        interpret(decode_one("68 12 00 00 00 10 20 68 91 18 33 32 34 33 5C 34 33 33 95 33 33 33 93 "
+                             "33 33 33 36 33 33 33 35 33 33 33 74 16"));
     REQUIRE(i.values.size() == 5);
-    const char* expect[][2] = {{"energy.active.import.total", "1.29"}, {"energy.active.import.t1", "0.62"},
-                               {"energy.active.import.t2", "0.60"},   {"energy.active.import.t3", "0.03"},
+    const char* expect[][2] = {{"energy.active.import.total", "1.29"},
+                               {"energy.active.import.t1", "0.62"},
+                               {"energy.active.import.t2", "0.60"},
+                               {"energy.active.import.t3", "0.03"},
                                {"energy.active.import.t4", "0.02"}};
     for (std::size_t k = 0; k < 5; ++k) {
       CHECK(i.values[k].quantity == expect[k][0]);
@@ -118,14 +124,16 @@ TEST_CASE("vectors.json: values mean what the published meaning says") {
     }
   }
   SUBCASE("date 2016-01-11, Monday") {
-    const auto i = interpret(decode_one("68 12 00 00 00 10 20 68 91 08 34 34 33 37 34 44 34 49 72 16"));
+    const auto i =
+        interpret(decode_one("68 12 00 00 00 10 20 68 91 08 34 34 33 37 34 44 34 49 72 16"));
     REQUIRE(i.values.size() == 2);
     CHECK(i.values[0].quantity == "meter.weekday");
     CHECK(text_of(i.values[0]) == "1");
     CHECK(text_of(i.values[1]) == "2016-01-11");
   }
   SUBCASE("time 21:53:55") {
-    const auto i = interpret(decode_one("68 12 00 00 00 10 20 68 91 07 35 34 33 37 88 86 54 DF 16"));
+    const auto i =
+        interpret(decode_one("68 12 00 00 00 10 20 68 91 07 35 34 33 37 88 86 54 DF 16"));
     REQUIRE(i.values.size() == 1);
     CHECK(text_of(i.values[0]) == "21:53:55");
   }
@@ -136,7 +144,8 @@ TEST_CASE("vectors.json: values mean what the published meaning says") {
     CHECK(i.error_meaning == "no requested data");
   }
   SUBCASE("relay trip, valid until 2018-05-12 15:41:24") {
-    const auto i = interpret(decode_one("68 11 11 11 11 11 11 68 1C 10 33 33 33 33 33 33 33 33 4D 33 57 74 48 45 38 4B 55 16"));
+    const auto i = interpret(decode_one(
+        "68 11 11 11 11 11 11 68 1C 10 33 33 33 33 33 33 33 33 4D 33 57 74 48 45 38 4B 55 16"));
     CHECK(i.function == "relay control");
     std::map<std::string, std::string> f(i.fields.begin(), i.fields.end());
     CHECK(f["password_level"] == "00");
@@ -153,7 +162,8 @@ TEST_CASE("vectors.json: values mean what the published meaning says") {
     CHECK(i.fields[0].second == "2017-06-05T10:22:51");
   }
   SUBCASE("read address answer 001210174069") {
-    const auto i = interpret(decode_one("FE FE FE FE 68 69 40 17 10 12 00 68 93 06 9C 73 4A 43 45 33 5F 16"));
+    const auto i =
+        interpret(decode_one("FE FE FE FE 68 69 40 17 10 12 00 68 93 06 9C 73 4A 43 45 33 5F 16"));
     REQUIRE(i.values.size() == 1);
     CHECK(text_of(i.values[0]) == "001210174069");
   }
