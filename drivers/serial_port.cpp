@@ -1,0 +1,145 @@
+#include "drivers/serial_port.hpp"
+
+#include <array>
+#include <cerrno>
+
+#include <fcntl.h>
+#include <pty.h>
+#include <termios.h>
+#include <unistd.h>
+
+namespace meterd::drivers {
+
+namespace {
+
+struct BaudMap {
+  unsigned baud;
+  speed_t speed;
+};
+constexpr std::array<BaudMap, 10> bauds{{{300, B300},
+                                         {600, B600},
+                                         {1200, B1200},
+                                         {2400, B2400},
+                                         {4800, B4800},
+                                         {9600, B9600},
+                                         {19200, B19200},
+                                         {38400, B38400},
+                                         {57600, B57600},
+                                         {115200, B115200}}};
+
+std::error_code last_error() { return {errno, std::generic_category()}; }
+
+}  // namespace
+
+std::string to_string(Parity p) {
+  switch (p) {
+    case Parity::none:
+      return "none";
+    case Parity::even:
+      return "even";
+    case Parity::odd:
+      return "odd";
+  }
+  return "none";
+}
+
+bool parse_parity(const std::string& text, Parity& out) {
+  if (text == "none")
+    out = Parity::none;
+  else if (text == "even")
+    out = Parity::even;
+  else if (text == "odd")
+    out = Parity::odd;
+  else
+    return false;
+  return true;
+}
+
+bool is_standard_baud(unsigned baud) noexcept {
+  for (const auto& b : bauds)
+    if (b.baud == baud) return true;
+  return false;
+}
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+Fd::~Fd() { reset(); }
+
+void Fd::reset() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+std::error_code configure(int fd, const LineSettings& s) {
+  termios tio{};
+  if (::tcgetattr(fd, &tio) != 0) return last_error();
+  ::cfmakeraw(&tio);
+  speed_t speed = 0;
+  for (const auto& b : bauds)
+    if (b.baud == s.baud) speed = b.speed;
+  if (speed == 0) return std::make_error_code(std::errc::invalid_argument);
+  ::cfsetispeed(&tio, speed);
+  ::cfsetospeed(&tio, speed);
+  tio.c_cflag &= ~static_cast<tcflag_t>(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
+  tio.c_cflag |= CLOCAL | CREAD;
+  switch (s.data_bits) {
+    case 7:
+      tio.c_cflag |= CS7;
+      break;
+    case 8:
+      tio.c_cflag |= CS8;
+      break;
+    default:
+      return std::make_error_code(std::errc::invalid_argument);
+  }
+  if (s.parity != Parity::none) tio.c_cflag |= PARENB;
+  if (s.parity == Parity::odd) tio.c_cflag |= PARODD;
+  if (s.stop_bits == 2)
+    tio.c_cflag |= CSTOPB;
+  else if (s.stop_bits != 1)
+    return std::make_error_code(std::errc::invalid_argument);
+  tio.c_iflag &= ~static_cast<tcflag_t>(IXON | IXOFF | IXANY);
+  tio.c_cc[VMIN] = 0;
+  tio.c_cc[VTIME] = 0;
+  if (::tcsetattr(fd, TCSANOW, &tio) != 0) return last_error();
+  return {};
+}
+
+Fd open_serial(const std::string& path, const LineSettings& settings, std::error_code& ec) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) {
+    ec = last_error();
+    return {};
+  }
+  ec = configure(fd.get(), settings);
+  if (ec) return {};
+  return fd;
+}
+
+Pty open_pty(const LineSettings& settings, std::error_code& ec) {
+  int master = -1, slave = -1;
+  char name[256] = {};
+  if (::openpty(&master, &slave, name, nullptr, nullptr) != 0) {
+    ec = last_error();
+    return {};
+  }
+  Pty pty{Fd(master), name, Fd(slave)};
+  if ((ec = configure(slave, settings))) return {};
+  if ((ec = configure(master, settings))) return {};
+  const int flags = ::fcntl(master, F_GETFL);
+  if (flags < 0 || ::fcntl(master, F_SETFL, flags | O_NONBLOCK) != 0 ||
+      ::fcntl(master, F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(slave, F_SETFD, FD_CLOEXEC) != 0) {
+    ec = last_error();
+    return {};
+  }
+  ec.clear();
+  return pty;
+}
+
+}  // namespace meterd::drivers
