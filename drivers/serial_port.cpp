@@ -131,7 +131,8 @@ Pty open_pty(const LineSettings& settings, std::error_code& ec) {
   }
   Pty pty{Fd(master), name, Fd(slave)};
   if ((ec = configure(slave, settings))) return {};
-  if ((ec = configure(master, settings))) return {};
+  // The master side has no line settings of its own (Linux refuses them):
+  // the slave's raw mode is what both ends see.
   const int flags = ::fcntl(master, F_GETFL);
   if (flags < 0 || ::fcntl(master, F_SETFL, flags | O_NONBLOCK) != 0 ||
       ::fcntl(master, F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(slave, F_SETFD, FD_CLOEXEC) != 0) {

@@ -29,10 +29,11 @@ struct Dlt645MeterConfig {
   unsigned tariffs = 4;  // 1..63 configured tariffs (block reads return these)
   unsigned phases = 3;   // 1 or 3; a single-phase meter answers FF FF for B and C
   std::uint64_t seed = 1;
-  bool static_values = false;   // values never move: exact comparisons in tests
-  Millis utc_offset_ms = 0;     // meter local time = UTC + offset
-  double drift_ppm = 0;         // clock drift
-  unsigned turnaround_ms = 40;  // delay before answering (DL/T 645: 20..500 ms)
+  bool static_values = false;       // values never move: exact comparisons in tests
+  Millis utc_offset_ms = 0;         // meter local time = UTC + offset
+  double drift_ppm = 0;             // clock drift
+  unsigned turnaround_ms = 40;      // delay before answering (DL/T 645: 20..500 ms)
+  std::size_t answer_preamble = 2;  // FE bytes before an answer (0..4 seen in the field)
   dlt::Password password{0x02, {0x00, 0x00, 0x00}};      // plaintext high level
   dlt::Password password_low{0x04, {0x00, 0x00, 0x00}};  // plaintext low level
   Millis broadcast_time_limit_ms = 5 * ms_per_minute;    // larger corrections are ignored

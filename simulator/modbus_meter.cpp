@@ -1,0 +1,157 @@
+#include "simulator/modbus_meter.hpp"
+
+#include <mutex>
+#include <unordered_map>
+
+#include "protocol/dlt645/catalogue.hpp"
+#include "protocol/modbus/error.hpp"
+#include "protocol/modbus/value.hpp"
+
+namespace meterd::simulator {
+
+namespace mb = protocol::modbus;
+namespace dlt = protocol::dlt645;
+using protocol::Decimal;
+
+namespace {
+
+// Canonical quantity -> (2007 DI, field index) of its current value, found
+// once in the DL/T 645 catalogue so both protocols read one model.
+const std::unordered_map<std::string, std::pair<std::uint32_t, std::size_t>>& quantity_sources() {
+  static const auto table = [] {
+    std::unordered_map<std::string, std::pair<std::uint32_t, std::size_t>> t;
+    for (const auto di : dlt::catalogued(dlt::Version::v2007)) {
+      if ((di >> 24) > 0x02) continue;  // energy, demand, variables
+      const auto item = dlt::lookup(dlt::Version::v2007, di);
+      if (!item || item->frozen != dlt::Frozen::none || item->group_size) continue;
+      for (std::size_t i = 0; i < item->fields.size(); ++i)
+        t.emplace(item->fields[i].quantity, std::make_pair(di, i));
+    }
+    return t;
+  }();
+  return table;
+}
+
+Dlt645MeterConfig engine_config(const ModbusMeterConfig& c) {
+  Dlt645MeterConfig e;
+  e.id = c.id;
+  e.address = *dlt::Address::parse("1");
+  e.seed = c.seed;
+  e.static_values = c.static_values;
+  e.utc_offset_ms = c.utc_offset_ms;
+  e.tariffs = 4;
+  const bool single = c.model && (c.model->name == "sdm120");
+  e.phases = single ? 1 : 3;
+  return e;
+}
+
+}  // namespace
+
+ModbusMeter::ModbusMeter(ModbusMeterConfig config, Millis start)
+    : config_(std::move(config)), engine_(engine_config(config_), start) {}
+
+std::optional<Decimal> ModbusMeter::canonical(const mb::Register& r, Millis now) {
+  const auto& sources = quantity_sources();
+  const auto it = sources.find(r.quantity);
+  if (it == sources.end()) {
+    // Quantities the DL/T 645 model has no item for (e.g. sums over phases
+    // a Modbus meter reports): a fixed, plausible value.
+    return Decimal{0, 0};
+  }
+  const auto values = engine_.read(it->second.first, now);
+  if (!values || it->second.second >= values->size()) return std::nullopt;
+  const auto* d = std::get_if<Decimal>(&(*values)[it->second.second].value);
+  if (!d) return Decimal{0, 0};  // absent phase on a single-phase meter: reads 0
+  return *d;
+}
+
+std::optional<std::vector<std::uint16_t>> ModbusMeter::words(const mb::Register& r, Millis now) {
+  const std::uint32_t key = (static_cast<std::uint32_t>(r.table) << 16) | r.address;
+  if (const auto w = written_.find(key); w != written_.end()) return w->second;
+  auto value = canonical(r, now);
+  if (!value) return std::nullopt;
+  // raw = canonical / scale; integer registers hold whole raw units, so
+  // drop the digits finer than the register can carry (a meter truncates).
+  if (r.encoding != mb::Encoding::float32) {
+    for (;;) {
+      if (const auto raw = mb::divide_exact(*value, r.scale); raw && raw->exponent >= 0) break;
+      if (value->exponent >= 0) break;
+      value->mantissa /= 10;
+      ++value->exponent;
+    }
+  }
+  return mb::encode_value(r, *value, config_.model->quirks.word_order);
+}
+
+std::optional<mb::Pdu> ModbusMeter::handle(const mb::Pdu& req, Millis now) {
+  const auto& model = *config_.model;
+  const auto& q = model.quirks;
+  if (req.unit != config_.unit) return std::nullopt;
+  // Eastron needs a silent gap between requests: a request that comes too
+  // soon after the last answer is not heard at all.
+  if (q.min_request_gap_ms && last_answer_ && now - last_answer_ < q.min_request_gap_ms)
+    return std::nullopt;
+  last_answer_ = now;
+  const auto fn = req.function;
+  if ((fn == mb::fc::read_holding_registers || fn == mb::fc::read_input_registers) &&
+      req.data.size() == 4) {
+    const std::uint16_t address = static_cast<std::uint16_t>(req.data[0] << 8 | req.data[1]);
+    const std::uint16_t count = static_cast<std::uint16_t>(req.data[2] << 8 | req.data[3]);
+    if (const auto ec = mb::check_read(model, fn, address, count))
+      return mb::response::exception(config_.unit, fn, static_cast<std::uint8_t>(ec.value()));
+    const auto table = *mb::table_for_read(model, fn);
+    std::vector<std::uint16_t> out(count, 0);
+    if (count == 1 && q.single_register_answer && q.even_alignment) {
+      out[0] = *q.single_register_answer;
+      return mb::response::read(config_.unit, fn, out);
+    }
+    for (std::uint32_t a = address; a < std::uint32_t{address} + count;) {
+      const auto* r = mb::register_at(model, table, static_cast<std::uint16_t>(a));
+      if (!r) {
+        ++a;
+        continue;
+      }
+      const auto w = words(*r, now);
+      if (!w) return mb::response::exception(config_.unit, fn, 0x04);
+      for (std::size_t k = 0; k < w->size() && a + k < std::uint32_t{address} + count; ++k)
+        out[a - address + k] = (*w)[k];
+      a += r->words();
+    }
+    return mb::response::read(config_.unit, fn, out);
+  }
+  if ((fn == mb::fc::write_single_register && req.data.size() == 4) ||
+      (fn == mb::fc::write_multiple_registers && req.data.size() >= 5)) {
+    const std::uint16_t address = static_cast<std::uint16_t>(req.data[0] << 8 | req.data[1]);
+    const std::uint16_t count = fn == mb::fc::write_single_register
+                                    ? 1
+                                    : static_cast<std::uint16_t>(req.data[2] << 8 | req.data[3]);
+    if (const auto ec = mb::check_write(model, fn, address, count))
+      return mb::response::exception(config_.unit, fn, static_cast<std::uint8_t>(ec.value()));
+    const std::size_t at = fn == mb::fc::write_single_register ? 2 : 5;
+    if (req.data.size() < at + 2u * count) return mb::response::exception(config_.unit, fn, 0x03);
+    std::vector<std::uint16_t> w(count);
+    for (std::size_t k = 0; k < count; ++k)
+      w[k] = static_cast<std::uint16_t>(req.data[at + 2 * k] << 8 | req.data[at + 2 * k + 1]);
+    written_[(static_cast<std::uint32_t>(mb::Table::holding) << 16) | address] = w;
+    if (fn == mb::fc::write_single_register)
+      return mb::response::write_single(config_.unit, address, w[0]);
+    return mb::response::write_multiple(config_.unit, address, count);
+  }
+  return mb::response::exception(config_.unit, fn, 0x01);
+}
+
+nlohmann::json ModbusMeter::truth(Millis now) {
+  nlohmann::json values = nlohmann::json::object();
+  for (const auto& r : config_.model->registers) {
+    if (r.alternative != 0 || r.access == mb::Access::write || values.contains(r.quantity))
+      continue;
+    const auto w = words(r, now);
+    if (!w) continue;
+    const auto d = mb::decode_value(r, *w, config_.model->quirks.word_order);
+    if (d) values[r.quantity] = protocol::to_string(d.value());
+  }
+  return {{"meter", config_.id},  {"protocol", "modbus"}, {"model", config_.model->name},
+          {"unit", config_.unit}, {"utc", iso_utc(now)},  {"values", values}};
+}
+
+}  // namespace meterd::simulator

@@ -1,0 +1,55 @@
+// A simulated Modbus meter: one of the register maps of protocol/modbus
+// (SDM630, SDM120, DTSU666, generic) with the model's quirks, answering
+// read and write PDUs. Its electrical values come from the same load model
+// as the DL/T 645 meters, so a fleet behaves alike whatever it speaks.
+// Not thread-safe; one owner (the simulator's loop).
+#pragma once
+
+#include <map>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/modbus/registers.hpp"
+#include "simulator/bus.hpp"
+#include "simulator/dlt645_meter.hpp"
+
+namespace meterd::simulator {
+
+struct ModbusMeterConfig {
+  std::string id;
+  const protocol::modbus::Model* model = nullptr;
+  std::uint8_t unit = 1;
+  std::uint64_t seed = 1;
+  bool static_values = false;
+  unsigned turnaround_ms = 20;
+  Millis utc_offset_ms = 0;
+};
+
+class ModbusMeter final : public ModbusSlave {
+ public:
+  ModbusMeter(ModbusMeterConfig config, Millis start);
+
+  std::uint8_t unit() const override { return config_.unit; }
+  unsigned turnaround_ms() const override { return config_.turnaround_ms; }
+  std::optional<protocol::modbus::Pdu> handle(const protocol::modbus::Pdu& request,
+                                              Millis now) override;
+
+  const ModbusMeterConfig& config() const noexcept { return config_; }
+  // The canonical value of every primary register, exactly as a master
+  // decodes it from the words this meter sends now.
+  nlohmann::json truth(Millis now);
+  // The raw words of one register right now (for tests).
+  std::optional<std::vector<std::uint16_t>> words(const protocol::modbus::Register& r, Millis now);
+
+ private:
+  std::optional<protocol::Decimal> canonical(const protocol::modbus::Register& r, Millis now);
+
+  ModbusMeterConfig config_;
+  Dlt645Meter engine_;  // the electrical model (registers, instantaneous values)
+  std::map<std::uint32_t, std::vector<std::uint16_t>>
+      written_;  // holding writes, by table<<16|address
+  Millis last_answer_ = 0;
+};
+
+}  // namespace meterd::simulator
