@@ -53,16 +53,54 @@ ModbusMeter::ModbusMeter(ModbusMeterConfig config, Millis start)
 std::optional<Decimal> ModbusMeter::canonical(const mb::Register& r, Millis now) {
   const auto& sources = quantity_sources();
   const auto it = sources.find(r.quantity);
-  if (it == sources.end()) {
-    // Quantities the DL/T 645 model has no item for (e.g. sums over phases
-    // a Modbus meter reports): a fixed, plausible value.
-    return Decimal{0, 0};
-  }
+  if (it == sources.end()) return derived(r.quantity, now);
   const auto values = engine_.read(it->second.first, now);
   if (!values || it->second.second >= values->size()) return std::nullopt;
   const auto* d = std::get_if<Decimal>(&(*values)[it->second.second].value);
   if (!d) return Decimal{0, 0};  // absent phase on a single-phase meter: reads 0
   return *d;
+}
+
+// Quantities a Modbus meter reports that the DL/T 645 model has no item
+// for: averages, sums and line-to-line voltages derived from the phases;
+// anything else (demand history, THD of line voltages, …) reads 0.
+std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
+  const auto phase_sum = [&](const char* base, std::int32_t exponent, int& present) {
+    std::int64_t sum = 0;
+    present = 0;
+    for (int l = 1; l <= 3; ++l) {
+      const mb::Register probe{0,
+                               mb::Table::input,
+                               mb::Encoding::float32,
+                               {1, 0},
+                               std::string(base) + ".l" + std::to_string(l)};
+      const auto v = canonical(probe, now);
+      if (!v || (v->mantissa == 0 && l > 1 && engine_.config().phases == 1)) continue;
+      Decimal d = *v;
+      while (d.exponent > exponent) d.mantissa *= 10, --d.exponent;
+      while (d.exponent < exponent) d.mantissa /= 10, ++d.exponent;
+      sum += d.mantissa;
+      ++present;
+    }
+    return sum;
+  };
+  int n = 0;
+  if (q == "voltage.ln_avg") {
+    const auto sum = phase_sum("voltage", -1, n);
+    return n ? Decimal{sum / n, -1} : Decimal{0, 0};
+  }
+  if (q == "voltage.l1_l2" || q == "voltage.l2_l3" || q == "voltage.l3_l1" ||
+      q == "voltage.ll_avg") {
+    if (engine_.config().phases == 1) return Decimal{0, 0};
+    const auto sum = phase_sum("voltage", -1, n);
+    return n ? Decimal{sum / n * 17320508 / 10000000, -1} : Decimal{0, 0};  // × √3
+  }
+  if (q == "current.sum" || q == "current.avg") {
+    const auto sum = phase_sum("current", -3, n);
+    if (q == "current.sum") return Decimal{sum, -3};
+    return n ? Decimal{sum / n, -3} : Decimal{0, 0};
+  }
+  return Decimal{0, 0};
 }
 
 std::optional<std::vector<std::uint16_t>> ModbusMeter::words(const mb::Register& r, Millis now) {

@@ -44,6 +44,7 @@ class ModbusMeter final : public ModbusSlave {
 
  private:
   std::optional<protocol::Decimal> canonical(const protocol::modbus::Register& r, Millis now);
+  std::optional<protocol::Decimal> derived(const std::string& quantity, Millis now);
 
   ModbusMeterConfig config_;
   Dlt645Meter engine_;  // the electrical model (registers, instantaneous values)

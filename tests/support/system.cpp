@@ -1,0 +1,188 @@
+#include "tests/support/system.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "protocol/dlt645/frame.hpp"
+
+namespace meterd::testing {
+
+Process::Process(const std::string& program, const std::vector<std::string>& args,
+                 const std::filesystem::path& log) {
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    if (!log.empty()) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::close(fd);
+      }
+    }
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(program.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(program.c_str(), argv.data());
+    ::_exit(127);
+  }
+}
+
+Process::~Process() {
+  if (running()) stop(SIGTERM, std::chrono::seconds(3));
+  if (running()) stop(SIGKILL, std::chrono::seconds(3));
+}
+
+bool Process::running() {
+  if (pid_ <= 0) return false;
+  int st = 0;
+  const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = st;
+    pid_ = -1;
+    return false;
+  }
+  return r == 0;
+}
+
+int Process::stop(int sig, std::chrono::milliseconds wait) {
+  if (!running()) return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+  ::kill(pid_, sig);
+  const auto until = std::chrono::steady_clock::now() + wait;
+  while (std::chrono::steady_clock::now() < until) {
+    if (!running()) return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/meterd-test-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  path = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+bool wait_for_file(const std::filesystem::path& file, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (std::filesystem::exists(file)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+nlohmann::json read_json(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  return nlohmann::json::parse(in);
+}
+
+nlohmann::json control(const std::filesystem::path& socket_path, const nlohmann::json& request) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot connect to " + socket_path.string());
+  }
+  const std::string line = request.dump() + "\n";
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    ::close(fd);
+    throw std::runtime_error("control write failed");
+  }
+  std::string in;
+  char buf[65536];
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (in.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    in.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return nlohmann::json::parse(in.substr(0, in.find('\n')));
+}
+
+Serial::Serial(const std::filesystem::path& path, unsigned baud, bool even_parity) {
+  fd_ = ::open(path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+  if (fd_ < 0)
+    throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  termios t{};
+  ::tcgetattr(fd_, &t);
+  ::cfmakeraw(&t);
+  const speed_t speed = baud == 9600    ? B9600
+                        : baud == 19200 ? B19200
+                        : baud == 1200  ? B1200
+                                        : B2400;
+  ::cfsetispeed(&t, speed);
+  ::cfsetospeed(&t, speed);
+  if (even_parity) t.c_cflag |= PARENB;
+  ::tcsetattr(fd_, TCSANOW, &t);
+}
+
+Serial::~Serial() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Serial::write(const std::vector<std::uint8_t>& bytes) {
+  if (::write(fd_, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
+    throw std::runtime_error("serial write failed");
+}
+
+void Serial::drain(std::chrono::milliseconds quiet) {
+  std::uint8_t buf[512];
+  for (;;) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(quiet.count())) <= 0) return;
+    if (::read(fd_, buf, sizeof buf) <= 0) return;
+  }
+}
+
+Serial::Answer Serial::transact(const std::vector<std::uint8_t>& request,
+                                std::chrono::milliseconds timeout,
+                                bool (*done)(const std::vector<std::uint8_t>&)) {
+  Answer a;
+  const auto start = std::chrono::steady_clock::now();
+  write(request);
+  const auto until = start + timeout;
+  std::uint8_t buf[512];
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd_, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(1, left.count()))) <= 0) continue;
+    const ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n <= 0) continue;
+    const auto now = std::chrono::steady_clock::now();
+    if (a.bytes.empty()) a.first_byte = now - start;
+    a.last_byte = now - start;
+    a.bytes.insert(a.bytes.end(), buf, buf + n);
+    if (done && done(a.bytes)) break;
+  }
+  return a;
+}
+
+bool dlt645_complete(const std::vector<std::uint8_t>& bytes) {
+  const auto r = protocol::dlt645::decode(bytes);
+  return r.status != protocol::dlt645::DecodeStatus::need_more;
+}
+
+}  // namespace meterd::testing

@@ -1,0 +1,76 @@
+// System-tier test support: real processes, ptys and sockets, with bounded
+// waits. Used by tests that run metersim (and later meterd) for real.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <sys/types.h>
+
+namespace meterd::testing {
+
+// A child process, killed (TERM, then KILL) when the object dies.
+class Process {
+ public:
+  Process(const std::string& program, const std::vector<std::string>& args,
+          const std::filesystem::path& log = {});
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+  bool running();
+  // Sends `sig` and waits (bounded) for the exit; returns the exit status or -1.
+  int stop(int sig = 15, std::chrono::milliseconds wait = std::chrono::seconds(5));
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+};
+
+// A fresh directory under /tmp, removed with its contents at the end.
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  std::filesystem::path path;
+};
+
+// Waits (polling, bounded) until `file` exists; false on timeout.
+bool wait_for_file(const std::filesystem::path& file,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+nlohmann::json read_json(const std::filesystem::path& file);
+
+// One request/answer on a JSON-lines Unix socket.
+nlohmann::json control(const std::filesystem::path& socket, const nlohmann::json& request);
+
+// A serial port opened raw, as a gateway opens its bus.
+class Serial {
+ public:
+  explicit Serial(const std::filesystem::path& path, unsigned baud = 2400, bool even_parity = true);
+  ~Serial();
+  int fd() const noexcept { return fd_; }
+  void write(const std::vector<std::uint8_t>& bytes);
+  // Reads until `done(bytes)` says so or `timeout` passes without it.
+  struct Answer {
+    std::vector<std::uint8_t> bytes;
+    std::chrono::steady_clock::duration first_byte{};  // since the write
+    std::chrono::steady_clock::duration last_byte{};
+  };
+  Answer transact(const std::vector<std::uint8_t>& request, std::chrono::milliseconds timeout,
+                  bool (*done)(const std::vector<std::uint8_t>&));
+  void drain(std::chrono::milliseconds quiet = std::chrono::milliseconds(50));
+
+ private:
+  int fd_ = -1;
+};
+
+// `done` predicate for DL/T 645: a whole frame (or a bad one) has arrived.
+bool dlt645_complete(const std::vector<std::uint8_t>& bytes);
+
+}  // namespace meterd::testing
