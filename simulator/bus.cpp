@@ -4,8 +4,8 @@
 
 #include <unistd.h>
 
-#include "protocol/modbus/crc.hpp"
-#include "protocol/modbus/rtu.hpp"
+#include "protocol/modbus_codec/crc.hpp"
+#include "protocol/modbus_codec/rtu.hpp"
 
 namespace meterd::simulator {
 

@@ -26,7 +26,7 @@
 
 #include "drivers/serial_port.hpp"
 #include "protocol/dlt645/frame.hpp"
-#include "protocol/modbus/pdu.hpp"
+#include "protocol/modbus_codec/pdu.hpp"
 #include "simulator/clock.hpp"
 #include "simulator/dlt645_meter.hpp"
 

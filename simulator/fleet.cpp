@@ -8,8 +8,8 @@
 
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/values.hpp"
-#include "protocol/modbus/registers.hpp"
-#include "protocol/modbus/tcp.hpp"
+#include "protocol/modbus_codec/registers.hpp"
+#include "protocol/modbus_codec/tcp.hpp"
 #include "simulator/modbus_meter.hpp"
 
 namespace meterd::simulator {

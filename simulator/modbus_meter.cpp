@@ -4,8 +4,8 @@
 #include <unordered_map>
 
 #include "protocol/dlt645/catalogue.hpp"
-#include "protocol/modbus/error.hpp"
-#include "protocol/modbus/value.hpp"
+#include "protocol/modbus_codec/error.hpp"
+#include "protocol/modbus_codec/value.hpp"
 
 namespace meterd::simulator {
 
@@ -69,11 +69,8 @@ std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
     std::int64_t sum = 0;
     present = 0;
     for (int l = 1; l <= 3; ++l) {
-      const mb::Register probe{0,
-                               mb::Table::input,
-                               mb::Encoding::float32,
-                               {1, 0},
-                               std::string(base) + ".l" + std::to_string(l)};
+      mb::Register probe;
+      probe.quantity = std::string(base) + ".l" + std::to_string(l);
       const auto v = canonical(probe, now);
       if (!v || (v->mantissa == 0 && l > 1 && engine_.config().phases == 1)) continue;
       Decimal d = *v;

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/modbus/registers.hpp"
+#include "protocol/modbus_codec/registers.hpp"
 #include "simulator/bus.hpp"
 #include "simulator/dlt645_meter.hpp"
 
