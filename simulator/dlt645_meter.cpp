@@ -247,7 +247,9 @@ void Dlt645Meter::on_local_boundaries(Millis prev, Millis next) {
     list.push_front({at, registers_, demand_});
     if (list.size() > depth) list.pop_back();
   };
-  push(hourly_, hour, 254);
+  // Hourly freezes hold totals only (0504 items): 254 of them per meter.
+  hourly_.push_front({hour, Registers{{registers_.r[0]}}, {}});
+  if (hourly_.size() > 254) hourly_.pop_back();
   if (floor_div(prev, ms_per_day) == floor_div(next, ms_per_day)) return;
   const Millis midnight = floor_div(next, ms_per_day) * ms_per_day;
   push(daily_, midnight, 62);
@@ -363,7 +365,9 @@ std::optional<Dlt645Meter::Data> Dlt645Meter::energy_value(const std::string& q,
     }
   }
   int tariff = *slot > 0 ? *slot : 0;
-  if (tariff > static_cast<int>(config_.tariffs)) return std::nullopt;
+  if (tariff > static_cast<int>(config_.tariffs) ||
+      static_cast<std::size_t>(tariff) >= regs.r.size())
+    return std::nullopt;  // (hourly freezes keep totals only)
   const auto& r = regs.r[static_cast<std::size_t>(tariff)];
   std::int64_t v = 0;
   const std::string kind = q.substr(0, q.rfind('.'));
