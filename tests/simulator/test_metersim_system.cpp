@@ -4,9 +4,11 @@
 // Modbus values are cross-checked with mbpoll, a master nobody here wrote.
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <doctest/doctest.h>
+#include <toml++/toml.h>
 
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/frame.hpp"
@@ -318,4 +320,43 @@ TEST_CASE("sim.toml errors name file, line and key; bad flags exit 2") {
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("bad.toml:4: baud: not a standard rate") != std::string::npos);
   CHECK(WEXITSTATUS(std::system((metersim + " >/dev/null 2>&1").c_str())) == 2);
+}
+
+TEST_CASE("--gateway-config writes a meterd config (DESIGN.md contract) for exactly this fleet") {
+  TempDir d;
+  const auto cfg = d.path / "meterd.toml";
+  Sim sim({"--dlt645-2007", "2", "--dlt645-1997", "1", "--modbus-rtu", "1", "--modbus-tcp", "1",
+           "--buses", "2", "--gateway-config", cfg.string(), "--gateway-id", "gw-test"});
+  REQUIRE(std::filesystem::exists(cfg));
+  const toml::table t = toml::parse_file(cfg.string());
+  CHECK(t["gateway"]["id"].value_or(std::string()) == "gw-test");
+  CHECK(t["gateway"]["data_dir"].is_string());
+  CHECK(t["gateway"]["control_socket"].is_string());
+  CHECK(t["buffer"]["max_readings"].value_or(0) == 10000000);
+  CHECK(t["mqtt"]["topic_prefix"].value_or(std::string()) == "meterd/gw-test");
+  for (const char* k : {"host", "port", "batch_max", "linger_ms", "inflight_max"})
+    CHECK(t["mqtt"][k]);
+  const auto* buses = t["bus"].as_array();
+  REQUIRE(buses);
+  CHECK(buses->size() == 3);  // two RS-485 buses and one TCP converter
+  std::set<std::string> bus_names;
+  for (const auto& b : *buses) {
+    const auto& bt = *b.as_table();
+    bus_names.insert(bt["name"].value_or(std::string()));
+    CHECK((bt["port"].is_string() || bt["tcp"].is_string()));
+    if (bt["port"]) {
+      CHECK(std::filesystem::exists(bt["port"].value_or(std::string())));
+      CHECK(bt["parity"].value_or(std::string()) == "even");
+      CHECK(bt["baud"].value_or(0) == 2400);
+    }
+  }
+  const auto* meters = t["meter"].as_array();
+  REQUIRE(meters);
+  CHECK(meters->size() == 5);
+  for (const auto& m : *meters) {
+    const auto& mt = *m.as_table();
+    for (const char* k : {"id", "bus", "protocol", "address", "profile", "interval"})
+      CHECK_MESSAGE(mt[k], k);
+    CHECK(bus_names.count(mt["bus"].value_or(std::string())) == 1);
+  }
 }
