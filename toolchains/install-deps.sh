@@ -30,8 +30,10 @@ sudo_cmd=()
 export DEBIAN_FRONTEND=noninteractive
 # An index can be briefly out of sync with its mirror: retry a few times.
 for attempt in 1 2 3; do
-  if "${sudo_cmd[@]}" apt-get update -q && \
-     "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+  # apt-get update exits 100 if any one index (e.g. a foreign architecture
+  # that toolchains/cross-build.sh added) is out of sync: let the install decide.
+  "${sudo_cmd[@]}" apt-get update -q || echo "install-deps: apt-get update incomplete" >&2
+  if "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
     exit 0
   fi
   echo "install-deps: attempt $attempt failed, retrying" >&2
