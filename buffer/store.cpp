@@ -145,6 +145,7 @@ class Store::Impl {
   Result<void> enforce_caps(std::int64_t now_ms, AppendResult& result);
   Result<std::uint64_t> evict_readings(std::uint64_t n, std::int64_t now_ms);
   Result<std::uint64_t> evict_events(std::uint64_t n, std::int64_t now_ms);
+  Result<std::uint64_t> evict(Kind kind, std::uint64_t n, std::int64_t now_ms);
   Result<void> note_eviction(Kind kind, std::uint64_t n, std::int64_t first, std::int64_t last,
                              std::int64_t now_ms);
   Result<void> write_meta();
@@ -595,38 +596,21 @@ Result<void> Store::Impl::enforce_caps(std::int64_t now_ms, AppendResult& result
 
 // Deletes the n lowest-seq readings: a walk of the primary key over exactly the rows deleted.
 Result<std::uint64_t> Store::Impl::evict_readings(std::uint64_t n, std::int64_t now_ms) {
-  if (n == 0) return std::uint64_t{0};
-  std::int64_t first = 0, last = 0;
-  {
-    sqlite3_stmt* s = st_.oldest_readings.get();
-    StmtScope scope(s);
-    sqlite3_bind_int64(s, 1, static_cast<std::int64_t>(n));
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      last = sqlite3_column_int64(s, 0);
-      if (first == 0) first = last;
-    }
-    if (rc != SQLITE_DONE) return err(rc, "find readings to evict");
-  }
-  if (first == 0) return std::uint64_t{0};
-  sqlite3_stmt* d = st_.delete_readings.get();
-  sqlite3_bind_int64(d, 1, first);
-  sqlite3_bind_int64(d, 2, last);
-  if (auto r = step_done(d, "evict readings"); !r) return r.error();
-  const auto deleted = static_cast<std::uint64_t>(sqlite3_changes64(db()));
-  readings_ -= deleted;
-  evicted_readings_ += deleted;
-  if (auto r = note_eviction(kind_readings, deleted, first, last, now_ms); !r) return r.error();
-  return deleted;
+  return evict(kind_readings, n, now_ms);
 }
 
 // Deletes the n lowest-seq events, sparing buffer.evicted notices (they are what tells the
 // head-end about the loss).
 Result<std::uint64_t> Store::Impl::evict_events(std::uint64_t n, std::int64_t now_ms) {
+  return evict(kind_events, n, now_ms);
+}
+
+Result<std::uint64_t> Store::Impl::evict(Kind kind, std::uint64_t n, std::int64_t now_ms) {
   if (n == 0) return std::uint64_t{0};
+  const bool readings = kind == kind_readings;
   std::int64_t first = 0, last = 0;
   {
-    sqlite3_stmt* s = st_.oldest_events_evictable.get();
+    sqlite3_stmt* s = readings ? st_.oldest_readings.get() : st_.oldest_events_evictable.get();
     StmtScope scope(s);
     sqlite3_bind_int64(s, 1, static_cast<std::int64_t>(n));
     int rc;
@@ -634,17 +618,18 @@ Result<std::uint64_t> Store::Impl::evict_events(std::uint64_t n, std::int64_t no
       last = sqlite3_column_int64(s, 0);
       if (first == 0) first = last;
     }
-    if (rc != SQLITE_DONE) return err(rc, "find events to evict");
+    if (rc != SQLITE_DONE)
+      return err(rc, readings ? "find readings to evict" : "find events to evict");
   }
   if (first == 0) return std::uint64_t{0};
-  sqlite3_stmt* d = st_.delete_events_evictable.get();
+  sqlite3_stmt* d = readings ? st_.delete_readings.get() : st_.delete_events_evictable.get();
   sqlite3_bind_int64(d, 1, first);
   sqlite3_bind_int64(d, 2, last);
-  if (auto r = step_done(d, "evict events"); !r) return r.error();
+  if (auto r = step_done(d, readings ? "evict readings" : "evict events"); !r) return r.error();
   const auto deleted = static_cast<std::uint64_t>(sqlite3_changes64(db()));
-  events_ -= deleted;
-  evicted_events_ += deleted;
-  if (auto r = note_eviction(kind_events, deleted, first, last, now_ms); !r) return r.error();
+  (readings ? readings_ : events_) -= deleted;
+  (readings ? evicted_readings_ : evicted_events_) += deleted;
+  if (auto r = note_eviction(kind, deleted, first, last, now_ms); !r) return r.error();
   return deleted;
 }
 

@@ -16,6 +16,10 @@ std::string printed(Bytes wire) {  // low byte first on the wire -> printed MSB 
   return to_hex(std::vector<std::uint8_t>(wire.rbegin(), wire.rend()));
 }
 
+Address address_of(Bytes six) {
+  return Address::from_wire({six[0], six[1], six[2], six[3], six[4], six[5]});
+}
+
 std::string datetime_text(Bytes six) {
   const auto t = decode_datetime(six.first<6>());
   if (!t) return "invalid (" + printed(six) + ")";
@@ -64,6 +68,9 @@ class Reader {
   bool short_data(const char* what) {
     out_.problem = std::string("data area too short for the ") + what;
     return false;
+  }
+  void address_field(const char* key) {
+    if (has(6)) field(key, address_of(take(6)).to_string());
   }
   void leftover() {
     if (remaining() > 0) field("data", to_hex(rest()));
@@ -151,12 +158,8 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
       break;
     }
     case fn2007::read_address:
-      if (rsp && r.has(6)) {
-        const auto a =
-            Address::from_wire({f.data[0], f.data[1], f.data[2], f.data[3], f.data[4], f.data[5]});
-        r.take(6);
-        out.values.push_back({"meter.address", "", a.to_string()});
-      }
+      if (rsp && r.has(6))
+        out.values.push_back({"meter.address", "", address_of(r.take(6)).to_string()});
       break;
     case fn2007::write:
       if (rsp) break;
@@ -164,11 +167,7 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
       r.leftover();
       break;
     case fn2007::write_address:
-      if (r.has(6)) {
-        const auto a = r.take(6);
-        r.field("new_address",
-                Address::from_wire({a[0], a[1], a[2], a[3], a[4], a[5]}).to_string());
-      }
+      r.address_field("new_address");
       break;
     case fn2007::freeze:
       if (r.has(4)) r.field("freeze", freeze_pattern(r.take(4)));
@@ -238,11 +237,7 @@ void interpret_1997(Interpretation& out, const Frame& f, Reader& r) {
       if (r.has(6)) r.field("time", datetime_text(r.take(6)));
       break;
     case fn1997::write_address:
-      if (r.has(6)) {
-        const auto a = r.take(6);
-        r.field("new_address",
-                Address::from_wire({a[0], a[1], a[2], a[3], a[4], a[5]}).to_string());
-      }
+      r.address_field("new_address");
       break;
     case fn1997::change_baud:
       baud_field(r);
