@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 #include <toml++/toml.h>
 
+#include "protocol/decimal.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/frame.hpp"
 #include "protocol/dlt645/requests.hpp"
@@ -181,7 +182,7 @@ TEST_CASE("fault switches, each seen on the wire") {
         sim.ctl({{"cmd", "truth"}, {"meter", "m0001"}})["counters"]["power_down"].get<int>();
     sim.ctl({{"cmd", "power_cycle"}, {"meter", "m0001"}, {"off_ms", 400}});
     CHECK(ask(200ms).bytes.empty());
-    std::this_thread::sleep_for(400ms);
+    sim.ctl({{"cmd", "advance"}, {"ms", 400}});  // simulated time, not a sleep
     CHECK(decoded(ask()).status == dlt::DecodeStatus::frame);
     CHECK(sim.ctl({{"cmd", "truth"}, {"meter", "m0001"}})["counters"]["power_down"] == before + 1);
   }
@@ -241,8 +242,11 @@ TEST_CASE("control channel: advance simulated time, clock commands, events, rela
   const auto adv = sim.ctl({{"cmd", "advance"}, {"ms", 86400000}});
   CHECK(adv["offset_ms"] == 86400000);
   const auto e1 = sim.ctl({{"cmd", "read"}, {"meter", "m0001"}, {"di", "00010000"}});
-  CHECK(std::stod(e1["values"][0]["value"].get<std::string>()) >
-        std::stod(e0["values"][0]["value"].get<std::string>()));
+  const auto energy = [](const nlohmann::json& r) {
+    return *protocol::parse_decimal(r["values"][0]["value"].get<std::string>());
+  };
+  CHECK(energy(e1).exponent == energy(e0).exponent);
+  CHECK(energy(e1).mantissa > energy(e0).mantissa);
   CHECK(sim.ctl({{"cmd", "set_clock"},
                  {"meter", "m0001"},
                  {"time", "2030-01-01T00:00:00"}})["meter_time"] == "2030-01-01T00:00:00");
