@@ -304,16 +304,31 @@ struct Fleet::TcpServer {
       for (Seat* seat : srv.seats) {
         if (!seat->modbus || seat->modbus->unit() != req.unit || !seat->online) continue;
         auto a = seat->modbus->handle(req, srv.clock_.now());
-        if (!a) return;
+        // A meter that stays silent (a request too soon after the last one):
+        // the converter's RS-485 side times out and says so.
+        if (!a) a = mb::response::exception(req.unit, req.function & 0x7F, 0x0B);
+        // Meter and converter switches add up, as on a bus.
+        const Faults& f = seat->faults;
+        const Faults& g = srv.faults;
         std::uniform_real_distribution<double> roll(0, 1);
-        if (roll(srv.rng) < seat->faults.drop) return;
-        if (seat->faults.wrong_address) a->unit = static_cast<std::uint8_t>(a->unit % 247 + 1);
+        const auto hit = [&](double p, double q) {
+          return roll(srv.rng) < 1.0 - (1.0 - p) * (1.0 - q);
+        };
+        if (hit(f.drop, g.drop)) return;
+        // A corrupted answer on the RS-485 side fails the converter's CRC
+        // check: it answers "gateway target failed to respond" instead.
+        if (hit(f.corrupt, g.corrupt))
+          a = mb::response::exception(req.unit, req.function & 0x7F, 0x0B);
+        if (f.wrong_address || g.wrong_address)
+          a->unit = static_cast<std::uint8_t>(a->unit % 247 + 1);
         auto bytes = std::make_shared<std::vector<std::uint8_t>>(mb::encode_tcp(*a, transaction));
-        if (roll(srv.rng) < seat->faults.truncate && bytes->size() > 1)
-          bytes->resize(bytes->size() / 2);
+        if (hit(f.truncate, g.truncate) && bytes->size() > 1) bytes->resize(bytes->size() / 2);
+        std::uniform_int_distribution<int> byte(0, 255);
+        for (std::size_t k = 0; k < f.noise_bytes + g.noise_bytes; ++k)
+          bytes->insert(bytes->begin(), static_cast<std::uint8_t>(byte(srv.rng)));
         auto timer = std::make_shared<asio::steady_timer>(
             sock.get_executor(),
-            std::chrono::milliseconds(seat->modbus->turnaround_ms() + seat->faults.delay_ms));
+            std::chrono::milliseconds(seat->modbus->turnaround_ms() + f.delay_ms + g.delay_ms));
         auto self = shared_from_this();
         timer->async_wait([self, timer, bytes](const boost::system::error_code& ec) {
           if (!ec)
@@ -337,6 +352,7 @@ struct Fleet::TcpServer {
   asio::ip::tcp::acceptor acceptor;
   const SimClock& clock_;
   std::vector<Seat*> seats;
+  Faults faults;  // converter-wide switches
   std::mt19937_64 rng{7};
 };
 
@@ -609,9 +625,11 @@ nlohmann::json Fleet::control(const nlohmann::json& req) {
   if (cmd == "fault" || cmd == "clear_faults") {
     Faults* target = nullptr;
     if (req.contains("bus")) {
-      Bus* b = req["bus"].is_string() ? find_bus(req["bus"].get<std::string>()) : nullptr;
-      if (!b) return fail(cmd + ": unknown bus");
-      target = &b->faults();
+      const std::string name = req["bus"].is_string() ? req["bus"].get<std::string>() : "";
+      if (Bus* b = find_bus(name)) target = &b->faults();
+      for (auto& t : tcp_)
+        if (t->spec.name == name) target = &t->faults;
+      if (!target) return fail(cmd + ": no bus or tcp converter '" + name + "'");
     } else if (Seat* s = meter()) {
       target = &s->faults;
     } else {
