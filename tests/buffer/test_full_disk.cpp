@@ -83,6 +83,20 @@ void check_refill_and_resume(Store& s, std::vector<Stored>& batches, const Error
   CHECK(s.next_unsent(10));
 }
 
+// Fills `s` until SQLite says the disk is full, then checks that nothing
+// stored was lost and that appends resume once space returns. Returns the
+// batches stored so far.
+std::vector<Stored> fill_until_full_then_resume(Store& s) {
+  Error failure;
+  auto batches = fill_until_error(s, failure);
+  INFO(failure.message);
+  REQUIRE(batches.size() > 5);
+  CHECK(failure.is(errc::disk_full));
+  CHECK((failure.sqlite_code & 0xff) == SQLITE_FULL);
+  check_refill_and_resume(s, batches, failure);
+  return batches;
+}
+
 }  // namespace
 
 TEST_CASE("max_page_count: appends fail with disk_full and resume once rows are acked") {
@@ -95,13 +109,7 @@ TEST_CASE("max_page_count: appends fail with disk_full and resume once rows are 
   REQUIRE(opened);
   Store s = std::move(opened).value();
 
-  Error failure;
-  auto batches = fill_until_error(s, failure);
-  INFO(failure.message);
-  REQUIRE(batches.size() > 5);
-  CHECK(failure.is(errc::disk_full));
-  CHECK((failure.sqlite_code & 0xff) == SQLITE_FULL);
-  check_refill_and_resume(s, batches, failure);
+  auto batches = fill_until_full_then_resume(s);
 
   // Space returns: ack the oldest half; their pages go to the freelist and are reused.
   std::vector<std::int64_t> acked;
@@ -157,13 +165,7 @@ TEST_CASE("a full filesystem: appends fail cleanly, resume when space is freed")
     REQUIRE_MESSAGE(opened, (opened ? "" : opened.error().message));
     Store s = std::move(opened).value();
 
-    Error failure;
-    auto batches = fill_until_error(s, failure);
-    INFO(failure.message);
-    REQUIRE(batches.size() > 5);
-    CHECK(failure.is(errc::disk_full));
-    CHECK((failure.sqlite_code & 0xff) == SQLITE_FULL);
-    check_refill_and_resume(s, batches, failure);
+    auto batches = fill_until_full_then_resume(s);
 
     REQUIRE(::unlink(filler.c_str()) == 0);  // space returns
     for (int i = 0; i < 3; ++i) {
