@@ -70,9 +70,29 @@ INSERT INTO ts_blocks (block, min_ts, max_ts)
   SELECT seq >> 12, min(ts), max(ts) FROM readings GROUP BY seq >> 12;
 )sql";
 
-constexpr std::array<Migration, 2> all = {{
+// Counters in meta, written in the same transactions as the rows, so open reads them instead
+// of counting the backlog; the clean-stop marker and the session that may set it. From here on
+// seq_floor is a durable reservation: every seq ever handed out is <= it, and next_seq is the
+// first seq no committed transaction assigned. A version-2 file has no reservation, so it is
+// taken as cleanly stopped (its seqs are all stored or below its floor already).
+constexpr const char* v3_sql = R"sql(
+ALTER TABLE meta ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE meta ADD COLUMN readings INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE meta ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE meta ADD COLUMN clean INTEGER NOT NULL DEFAULT 1;    -- 1: the last stop was clean
+ALTER TABLE meta ADD COLUMN session INTEGER NOT NULL DEFAULT 0;  -- bumped by every open
+UPDATE meta SET
+  next_seq = max(seq_floor, (SELECT coalesce(max(seq), 0) FROM readings),
+                 (SELECT coalesce(max(seq), 0) FROM events)) + 1,
+  readings = (SELECT count(*) FROM readings),
+  events = (SELECT count(*) FROM events);
+UPDATE meta SET seq_floor = next_seq - 1;
+)sql";
+
+constexpr std::array<Migration, 3> all = {{
     {1, "readings, events, series dictionary, seq floor", v1_sql},
     {2, "per-meter state, export time summary", v2_sql},
+    {3, "counters in meta, seq reservation, clean-stop marker", v3_sql},
 }};
 
 Result<void> rollback_with(sqlite3* db, Error e) {

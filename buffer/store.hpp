@@ -98,10 +98,11 @@ struct Stats {
 };
 
 enum class Sync {
-  normal,  // WAL + synchronous=NORMAL: survives a process crash; a power loss may roll back
-           // the transactions committed since the last checkpoint (never corrupts)
+  normal,  // WAL + synchronous=NORMAL: survives a process crash; a power loss may roll back the
+           // transactions committed since the last checkpoint (never corrupts, never reuses a
+           // seq: see Options::checkpoint_interval_ms and docs/buffer.md "Durability")
   full,    // WAL + synchronous=FULL: the WAL is fsynced at every commit; durable once
-           // append() returns
+           // append() returns. meterd's default (one append per poll round makes it cheap)
 };
 
 struct Options {
@@ -117,12 +118,28 @@ struct Options {
   // Hard limit on the file in pages (PRAGMA max_page_count); appends past it fail with
   // errc::disk_full exactly as on a full disk. 0 leaves SQLite's default (no practical limit).
   std::uint32_t max_page_count = 0;
+  // Sync::normal only: append() (and checkpoint_if_due()) checkpoint the WAL, which fsyncs it,
+  // when rows were committed since the last checkpoint and at least this long ago by the
+  // caller's clock (Batch::now_ms). Bounds what a power cut can take; 0 disables it.
+  std::int64_t checkpoint_interval_ms = 60'000;
+  // Seqs are reserved this many at a time by raising the durable seq floor in a synced write
+  // before any of them is handed out. After an unclean stop the unused rest of a reservation is
+  // named in a buffer.seq_gap event; a larger value costs fewer fsyncs, never more rows.
+  std::int64_t seq_reserve = 65'536;
+  // The caller's clock at open, ms since the epoch UTC: the ts of a buffer.seq_gap event.
+  std::int64_t now_ms = 0;
+  // SQLite VFS name; empty for the default. For tests that simulate power loss.
+  std::string vfs;
 };
 
 class Store {
  public:
   // Opens (creating if needed) the database, sets WAL and the pragmas from `options`, applies
-  // pending numbered migrations, and loads the seq counter and the series dictionary.
+  // pending numbered migrations, and loads the counters (from `meta`: O(1) in the backlog) and
+  // the series dictionary. Then, in one synced write, it clears the clean-stop marker, takes a
+  // fresh seq reservation and, after an unclean stop, appends a buffer.seq_gap event naming
+  // the seqs that will never come (docs/buffer.md "Sequence numbers"). If that write fails for
+  // a full disk or an I/O error the store still opens for reading, and the next write retries it.
   // Errors: schema_too_new (database from a newer meterd; the file is left untouched),
   // not_a_buffer, cannot_open, corrupt, io_error, busy, invalid_argument (bad options).
   static Result<Store> open(const Options& options);
@@ -131,11 +148,19 @@ class Store {
   Store& operator=(Store&&) noexcept;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
-  ~Store();  // closes the database; committed rows stay (see checkpoint())
+  ~Store();  // close(), its error ignored
+
+  // Orderly stop: marks the stop as clean in a synced write, so the next open knows no seq
+  // was lost, and checkpoints. Without it (crash, power loss, SIGKILL) the next open appends a
+  // buffer.seq_gap event. Errors: io_error, disk_full, busy (the stop then counts as unclean,
+  // which loses nothing). Afterwards the Store may only be destroyed or assigned to.
+  Result<void> close();
 
   // Stores the batch in one transaction and assigns consecutive seqs (readings, then events).
   // Seqs are gateway-wide, strictly increasing across restarts, never reused (not even after
-  // the highest rows were acked or evicted). Evicts past the caps in the same transaction.
+  // the highest rows were acked or evicted, not even after a power loss in Sync::normal).
+  // Evicts past the caps in the same transaction. Every Options::seq_reserve seqs it first
+  // commits a new reservation with an fsync; in Sync::normal it checkpoints when one is due.
   // Errors: disk_full / io_error (nothing of the batch is stored, nothing already stored is
   // lost, the store keeps working and a later append succeeds once space returns), busy,
   // invalid_argument (empty meter, quantity or event type, or a NUL inside a string).
@@ -182,8 +207,20 @@ class Store {
   Result<std::optional<std::string>> get_state(std::string_view meter, std::string_view key);
 
   // Copies the WAL into the database and truncates it. With Sync::normal this is the moment
-  // everything committed so far becomes durable against power loss: call it on shutdown.
+  // everything committed so far becomes durable against power loss.
   Result<void> checkpoint();
+
+  // Checkpoints (without truncating) if rows were committed since the last checkpoint and
+  // Options::checkpoint_interval_ms have passed since it by `now_ms`; returns whether it did.
+  // append() calls it itself; call it from a timer too, so rows appended just before a quiet
+  // spell become durable within the interval. Sync::full needs none of it.
+  Result<bool> checkpoint_if_due(std::int64_t now_ms);
+
+  // For tests: compares the in-memory state with the database (counters against count(*),
+  // meta, the seq floor, the in-flight set and cursor against the stored rows, the export
+  // summary, pending eviction notices). O(backlog). Returns errc::corrupt naming every
+  // mismatch, or the SQLite error that kept it from checking.
+  Result<void> check_invariants();
 
   // The schema version this program writes, and the one the open database has.
   static int latest_schema_version() noexcept;
