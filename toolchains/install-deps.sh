@@ -6,8 +6,8 @@ set -euo pipefail
 
 packages=(
   # build
-  cmake ninja-build g++ pkg-config clang-format
-  # libraries (DESIGN.md "Dependencies")
+  cmake ninja-build g++ pkg-config clang-format ccache
+  # libraries (docs/design.md "Dependencies")
   libboost-dev libmodbus-dev libmosquitto-dev libsqlite3-dev doctest-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   # test peers and servers

@@ -68,7 +68,7 @@ std::string function_name(Version v, std::uint8_t control);
 bool is_known_function(Version v, std::uint8_t control) noexcept;
 
 // Meaning of a normal/abnormal error word (ERR, 1 byte), bits OR-ed:
-// the same bit reads differently in 2007 and 1997 (see PROTOCOL.md §3).
+// the same bit reads differently in 2007 and 1997 (see docs/dlt645.md, error words).
 // Returns e.g. "no requested data" or "password error; tariff count exceeded".
 std::string error_meaning(Version v, std::uint8_t err);
 

@@ -1,8 +1,10 @@
 // The built-in register maps. Every address, type, unit and default below
-// comes from ../shared/modbus/METERS.md (section numbers in the comments);
-// where its sources disagree, the choice is stated here and in
-// docs/modbus.md. Names marked "(ext)" in METERS.md are extensions of the
-// canonical list (DESIGN.md) and use the names it proposes.
+// comes from the manufacturers' protocol documents (Eastron SDM630 Modbus
+// protocol V1.8 / 2018 v2.0, SDM120 V2.4 / V2.5, Chint DTSU666 user manual
+// ZTY0.464.1448 §5.3), as tabled in tests/data/modbus/register-tables.md
+// (section numbers in the comments refer to it); where sources disagree, the
+// choice is stated here and in docs/modbus.md. Names marked "(ext)" are
+// extensions of the canonical list (docs/contracts.md).
 #include "protocol/modbus_codec/detail/maps.hpp"
 
 #include <algorithm>
@@ -56,7 +58,7 @@ void phases(std::uint16_t first, F&& add_one) {
 
 std::string n(int phase) { return std::to_string(phase); }
 
-// ---- Eastron SDM630 (METERS.md §1) ---------------------------------------
+// ---- Eastron SDM630 (register-tables.md §1) ---------------------------------------
 
 Model sdm630() {
   Model m;
@@ -220,7 +222,7 @@ Model sdm630() {
   return m;
 }
 
-// ---- Eastron SDM120 (METERS.md §2) ---------------------------------------
+// ---- Eastron SDM120 (register-tables.md §2) ---------------------------------------
 
 Model sdm120() {
   Model m;
@@ -295,7 +297,7 @@ Model sdm120() {
   return m;
 }
 
-// ---- Chint DTSU666, native firmware (METERS.md §3) -----------------------
+// ---- Chint DTSU666, native firmware (register-tables.md §3) -----------------------
 
 Model dtsu666() {
   Model m;
@@ -421,7 +423,7 @@ Model dtsu666() {
   return m;
 }
 
-// ---- Chint DTSU666-H, Huawei map (METERS.md §3.7) ------------------------
+// ---- Chint DTSU666-H, Huawei map (register-tables.md §3.7) ------------------------
 
 Model dtsu666h() {
   Model m;

@@ -1,7 +1,7 @@
 // Register maps as data: for each supported meter model, every register
-// its documentation lists (see docs/modbus.md and ../shared/modbus/METERS.md
+// its documentation lists (see docs/modbus.md and tests/data/modbus/register-tables.md
 // for the sources), with its table, encoding, exact scale to the canonical
-// unit, canonical quantity name (DESIGN.md) and the model's quirks.
+// unit, canonical quantity name (docs/contracts.md) and the model's quirks.
 // Also the slave-side admission rules the quirks imply (check_read /
 // check_write), so the simulator and the tests share one statement of them.
 //
@@ -54,7 +54,7 @@ struct Register {
   // canonical value = raw value × scale, exactly: {1,-3} turns W into kW,
   // {1,-1} turns 0.1 V units into V.
   Decimal scale{1, 0};
-  std::string quantity;     // canonical name (DESIGN.md), or an extension
+  std::string quantity;     // canonical name (docs/contracts.md), or an extension
   std::string unit;         // canonical unit: "kWh", "V", "kW", "" for a ratio
   std::string description;  // the manufacturer's name, and caveats
   Access access = Access::read;

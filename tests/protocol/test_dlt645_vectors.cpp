@@ -1,4 +1,4 @@
-// Every published frame of ../shared/dlt645/vectors.json: the decoder
+// Every published frame of tests/data/dlt645/vectors.json: the decoder
 // agrees with the expected address, control code and unscrambled data, and
 // re-encoding gives the same bytes. Values are checked against the meaning
 // the vector file gives, digit for digit.
@@ -17,8 +17,8 @@ using namespace meterd::protocol::dlt645;
 namespace {
 
 nlohmann::json load_vectors() {
-  std::ifstream in(METERD_SHARED_DIR "/dlt645/vectors.json");
-  REQUIRE_MESSAGE(in.good(), "cannot open " METERD_SHARED_DIR "/dlt645/vectors.json");
+  std::ifstream in(METERD_DATA_DIR "/dlt645/vectors.json");
+  REQUIRE_MESSAGE(in.good(), "cannot open " METERD_DATA_DIR "/dlt645/vectors.json");
   return nlohmann::json::parse(in);
 }
 

@@ -125,7 +125,7 @@ std::size_t minimum_blocks(const Model& m, Regs regs) {
 
 }  // namespace
 
-TEST_CASE("SDM630: the gateway short list of METERS.md §1.2 in three reads") {
+TEST_CASE("SDM630: the gateway short list of register-tables.md §1.2 in three reads") {
   const Model& m = model("sdm630");
   Regs wanted;
   for (const Register& r : m.registers) {
@@ -139,7 +139,7 @@ TEST_CASE("SDM630: the gateway short list of METERS.md §1.2 in three reads") {
   REQUIRE(wanted.size() == 18 + 4 + 1 + 4 + 3 + 1 + 3 + 2);
   std::shuffle(wanted.begin(), wanted.end(), std::mt19937(1));
   const auto blocks = plan_reads(m, wanted);
-  // METERS.md plans 0x00C8 × 52 and 0x0156 × 40 to include registers this
+  // register-tables.md plans 0x00C8 × 52 and 0x0156 × 40 to include registers this
   // list does not ask for; the planner stops at the last wanted one.
   check_blocks(blocks, {{0x04, 0x0000, 80}, {0x04, 0x00C8, 40}, {0x04, 0x0156, 4}});
   check_invariants(m, wanted, blocks);

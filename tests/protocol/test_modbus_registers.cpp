@@ -1,5 +1,5 @@
 // The register maps: cross-checked against the tables of
-// ../shared/modbus/METERS.md, internally consistent, every register
+// tests/data/modbus/register-tables.md, internally consistent, every register
 // round-tripping encode → decode, concrete values from the documents, and
 // the slave-side quirk rules (check_read / check_write).
 #include <algorithm>
@@ -35,7 +35,7 @@ const Model& model(const char* name) {
 }
 
 std::string meters_md() {
-  std::ifstream in(std::string(METERD_SHARED_DIR) + "/modbus/METERS.md");
+  std::ifstream in(std::string(METERD_DATA_DIR) + "/modbus/register-tables.md");
   REQUIRE(in.good());
   std::stringstream s;
   s << in.rdbuf();
@@ -94,7 +94,7 @@ std::set<std::uint16_t> model_addresses(const Model& m, Table t) {
   return out;
 }
 
-// Every address METERS.md lists is in the map; the map's extras are the
+// Every address register-tables.md lists is in the map; the map's extras are the
 // ones named (rows like "Sa / Sb / Sc" give only their first address).
 void check_listed(const Model& m, Table t, const std::set<std::uint16_t>& listed,
                   const std::set<std::uint16_t>& extras = {}) {
@@ -112,7 +112,7 @@ void check_listed(const Model& m, Table t, const std::set<std::uint16_t>& listed
   }
 }
 
-// Canonical quantities and units (DESIGN.md).
+// Canonical quantities and units (docs/contracts.md).
 const std::map<std::string, std::string>& canonical_units() {
   static const std::map<std::string, std::string> units = [] {
     std::map<std::string, std::string> u;
@@ -182,7 +182,7 @@ TEST_CASE("models are found by name") {
   CHECK(models().size() == 5);
 }
 
-TEST_CASE("maps match the tables of METERS.md") {
+TEST_CASE("maps match the tables of register-tables.md") {
   const std::string md = meters_md();
   check_listed(model("sdm630"), Table::input,
                table_addresses(between(md, "### 1.2 Input registers", "### 1.3")));
@@ -277,7 +277,7 @@ TEST_CASE("every register of every model round-trips encode → decode") {
   MESSAGE("register round trips: " << checked);
 }
 
-TEST_CASE("concrete values from METERS.md decode through the maps") {
+TEST_CASE("concrete values from register-tables.md decode through the maps") {
   auto plain_float = [] { return Register{}; };  // float32, scale 1
   auto value = [](const char* name, const char* quantity, const Words& w) {
     const Register* r = find_register(model(name), quantity);

@@ -1,5 +1,5 @@
 // RTU and TCP framing, PDU builders and parsers: byte vectors from
-// ../shared/modbus/METERS.md, byte-by-byte arrival, corruption, exception
+// tests/data/modbus/register-tables.md, byte-by-byte arrival, corruption, exception
 // responses, hunting through foreign traffic, and never reading past the
 // span (each step decodes an exactly-sized heap copy, so ASan builds catch
 // an overread, and a poisoned tail must not change the answer).

@@ -334,7 +334,7 @@ TEST_CASE("sim.toml errors name file, line and key; bad flags exit 2") {
   CHECK(WEXITSTATUS(std::system((metersim + " >/dev/null 2>&1").c_str())) == 2);
 }
 
-TEST_CASE("--gateway-config writes a meterd config (DESIGN.md contract) for exactly this fleet") {
+TEST_CASE("--gateway-config writes a meterd config (docs/contracts.md) for exactly this fleet") {
   TempDir d;
   const auto cfg = d.path / "meterd.toml";
   Sim sim({"--dlt645-2007", "2", "--dlt645-1997", "1", "--modbus-rtu", "1", "--modbus-tcp", "1",
