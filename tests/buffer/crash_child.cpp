@@ -4,7 +4,8 @@
 //   "K <batch>\n"                        acked (every third batch is acked right away)
 // Batch b holds (b % 40) + 1 readings with mantissa b * 1000 + i, and carries the state
 // ("crash", "last_batch") = b, so the parent can check rows, acks and state after each kill.
-// Usage: buffer_crash_child DB_PATH normal|full
+// Usage: buffer_crash_child DB_PATH normal|full [MAX_READINGS]
+// With MAX_READINGS the store evicts past it (buffer.evicted events tell the parent what went).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -26,13 +27,14 @@ void report(const std::string& line) {
 
 int main(int argc, char** argv) {
   using namespace meterd::buffer;
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s DB_PATH normal|full\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s DB_PATH normal|full [MAX_READINGS]\n", argv[0]);
     return 2;
   }
   Options o;
   o.path = argv[1];
   o.sync = std::string(argv[2]) == "full" ? Sync::full : Sync::normal;
+  if (argc == 4) o.max_readings = std::stoull(argv[3]);
   auto opened = Store::open(o);
   if (!opened) {
     std::fprintf(stderr, "open: %s\n", opened.error().message.c_str());

@@ -1,7 +1,12 @@
 // Crash test: a child process appends (and acks) batches in a loop and is SIGKILLed at a random
 // moment, 50 times over the same database. After each kill the store must open, pass
-// PRAGMA integrity_check, hold every batch whose append had returned success (and no batch
-// whose ack had returned), keep every batch whole, and never hand out a seq twice.
+// PRAGMA integrity_check and check_invariants(), hold every batch whose append had returned
+// success (and no batch whose ack had returned) unless a buffer.evicted notice names it, keep
+// every batch whole, never hand out a seq twice, and name in at most one buffer.seq_gap event
+// seqs that were never reported. One child in three runs with a cap, so kills land in
+// eviction; every tenth database is first taken back to schema version 2, so later kills land
+// in migration 3 too, not only the first.
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
@@ -44,7 +49,7 @@ struct Reported {
 // !mid_stream, which may land in open or a migration), and returns all it wrote to stdout.
 // Counting from the first append keeps the test meaningful on a slow or sanitized build.
 std::string run_and_kill(const std::string& db, bool full_sync, bool mid_stream,
-                         std::chrono::microseconds run_for) {
+                         std::chrono::microseconds run_for, std::uint64_t max_readings) {
   int fds[2];
   REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
   posix_spawn_file_actions_t fa;
@@ -53,7 +58,9 @@ std::string run_and_kill(const std::string& db, bool full_sync, bool mid_stream,
   std::string exe = METERD_BUFFER_CRASH_CHILD;
   std::string mode = full_sync ? "full" : "normal";
   std::string path = db;
-  char* argv[] = {exe.data(), path.data(), mode.data(), nullptr};
+  std::string cap = std::to_string(max_readings);
+  char* argv[] = {exe.data(), path.data(), mode.data(), max_readings > 0 ? cap.data() : nullptr,
+                  nullptr};
   pid_t pid = 0;
   const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -95,6 +102,45 @@ std::string run_and_kill(const std::string& db, bool full_sync, bool mid_stream,
   return out;
 }
 
+// Takes the database back to schema version 2 (migration 3 only added meta columns), so the
+// next open runs migration 3 again.
+void downgrade_to_v2(const std::string& db) {
+  RawDb raw(db);
+  REQUIRE(raw.exec("ALTER TABLE meta DROP COLUMN next_seq; ALTER TABLE meta DROP COLUMN readings;"
+                   "ALTER TABLE meta DROP COLUMN events; ALTER TABLE meta DROP COLUMN clean;"
+                   "ALTER TABLE meta DROP COLUMN session; PRAGMA user_version = 2;") == SQLITE_OK);
+}
+
+// The reading seq ranges named by buffer.evicted notices (the crash child never acks them).
+struct EvictedRanges {
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+  std::int64_t highest = 0;
+
+  explicit EvictedRanges(const RawDb& raw) {
+    for (const std::string& p :
+         raw.column("SELECT json_extract(payload, '$.first_seq') || ' ' || "
+                    "json_extract(payload, '$.last_seq') FROM events WHERE type = 'buffer.evicted' "
+                    "AND json_extract(payload, '$.kind') = 'readings'")) {
+      std::istringstream in(p);
+      std::int64_t a = 0, b = 0;
+      in >> a >> b;
+      ranges.emplace_back(a, b);
+      highest = std::max(highest, b);
+    }
+  }
+  bool has(std::int64_t seq) const {
+    for (const auto& [a, b] : ranges) {
+      if (seq >= a && seq <= b) return true;
+    }
+    return false;
+  }
+  std::int64_t count(std::int64_t first, std::int64_t last) const {
+    std::int64_t n = 0;
+    for (std::int64_t s = first; s <= last; ++s) n += has(s);
+    return n;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, seq never reused") {
@@ -109,13 +155,20 @@ TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, se
   std::int64_t max_seq_reported = 0;
   std::int64_t last_next_seq = 0;
   std::size_t total_appends = 0;
+  std::int64_t last_gap_seq = 0;
+  int downgrades = 0, gaps = 0;
 
   for (int kill_no = 0; kill_no < kills; ++kill_no) {
     INFO("kill #" << kill_no);
     const std::int64_t seq_before = max_seq_reported;
+    if (kill_no % 10 == 0 && kill_no > 0) {
+      downgrade_to_v2(db);
+      ++downgrades;
+    }
     // One kill in ten counts from the spawn and may hit open or a migration.
-    const std::string out = run_and_kill(db, kill_no % 2 == 1, kill_no % 10 != 0,
-                                         std::chrono::microseconds(run_us(rng)));
+    const std::string out =
+        run_and_kill(db, kill_no % 2 == 1, kill_no % 10 != 0,
+                     std::chrono::microseconds(run_us(rng)), kill_no % 3 == 2 ? 1500 : 0);
 
     std::vector<std::int64_t> this_run;
     std::istringstream lines(out);
@@ -147,6 +200,29 @@ TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, se
     Store store = std::move(opened).value();
     RawDb raw(db);
     REQUIRE(raw.text("PRAGMA integrity_check") == "ok");
+    {
+      auto inv = store.check_invariants();
+      CHECK_MESSAGE(inv, (inv ? "" : inv.error().message));
+    }
+    const EvictedRanges evicted(raw);
+    // The child's unclean stop: this open named what will never come, seqs nobody reported.
+    const auto new_gaps = raw.column(
+        "SELECT seq || ' ' || json_extract(payload, '$.first') || ' ' || "
+        "json_extract(payload, '$.last') FROM events WHERE type = 'buffer.seq_gap' AND seq > " +
+        std::to_string(last_gap_seq));
+    CHECK(new_gaps.size() <= 1);
+    for (const std::string& g : new_gaps) {
+      std::istringstream in(g);
+      std::int64_t seq = 0, first = 0, last = 0;
+      in >> seq >> first >> last;
+      CHECK(first > max_seq_reported);
+      CHECK(last >= first);
+      CHECK(seq == last + 1);
+      CHECK(raw.integer("SELECT count(*) FROM readings WHERE seq BETWEEN " + std::to_string(first) +
+                        " AND " + std::to_string(last)) == 0);
+      last_gap_seq = seq;
+      ++gaps;
+    }
 
     auto st = store.stats();
     REQUIRE(st);
@@ -167,26 +243,27 @@ TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, se
       // An ack in progress at the kill may or may not have committed: all or nothing.
       if (b % 3 == 0 && b == this_run.back()) reported[b].maybe_acked = true;
       if (rows == 0 && r.maybe_acked) continue;
-      CHECK(rows == batch_rows(b));
+      const std::int64_t kept = batch_rows(b) - evicted.count(r.first, r.first + batch_rows(b) - 1);
+      CHECK(rows == kept);
       CHECK(raw.integer("SELECT count(*) FROM readings" + range +
                         " AND mantissa = " + std::to_string(b * 1000) + " + (seq - " +
-                        std::to_string(r.first) + ")") == batch_rows(b));
+                        std::to_string(r.first) + ")") == kept);
       CHECK(raw.integer("SELECT count(*) FROM events" + range) == (b % 5 == 0 ? 1 : 0));
     }
 
     // Whatever else this run committed (the batch in flight at the kill) is whole too, and the
     // state committed with it agrees.
     const auto groups = raw.column(
-        "SELECT (mantissa / 1000) || ' ' || count(*) || ' ' || (max(seq) - min(seq) + 1) "
-        "FROM readings WHERE seq > " +
+        "SELECT (mantissa / 1000) || ' ' || count(*) || ' ' || (max(seq) - min(seq) + 1) || "
+        "' ' || min(seq) FROM readings WHERE seq > " +
         std::to_string(seq_before) + " GROUP BY mantissa / 1000");
     std::int64_t max_batch_stored = -1;
     for (const std::string& g : groups) {
       std::istringstream in(g);
-      std::int64_t b = 0, count = 0, span = 0;
-      in >> b >> count >> span;
-      CHECK(count == batch_rows(b));
-      CHECK(span == batch_rows(b));
+      std::int64_t b = 0, count = 0, span = 0, first = 0;
+      in >> b >> count >> span >> first;
+      CHECK(span == count);  // eviction takes the oldest rows: what is left is contiguous
+      if (!evicted.has(first - 1)) CHECK(count == batch_rows(b));
       max_batch_stored = std::max(max_batch_stored, b);
     }
     auto last = store.get_state("crash", "last_batch");
@@ -215,6 +292,7 @@ TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, se
 
   // Finally every batch ever reported and not acked is still there, row for row.
   RawDb raw(db);
+  const EvictedRanges evicted(raw);
   std::map<std::int64_t, std::int64_t> mantissa_by_seq;
   sqlite3_stmt* s = nullptr;
   REQUIRE(sqlite3_prepare_v2(raw.get(), "SELECT seq, mantissa FROM readings", -1, &s, nullptr) ==
@@ -227,7 +305,7 @@ TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, se
   for (const auto& [b, r] : reported) {
     for (std::int64_t i = 0; i < batch_rows(b); ++i) {
       auto it = mantissa_by_seq.find(r.first + i);
-      if (it == mantissa_by_seq.end() && r.maybe_acked) continue;
+      if (it == mantissa_by_seq.end() && (r.maybe_acked || evicted.has(r.first + i))) continue;
       if (r.acked) {
         missing += it != mantissa_by_seq.end();
       } else if (it == mantissa_by_seq.end() || it->second != b * 1000 + i) {
@@ -239,6 +317,9 @@ TEST_CASE("SIGKILL at random moments, 50 times: nothing acknowledged is lost, se
   }
   CHECK(missing == 0);
   MESSAGE(kills << " kills, " << total_appends << " acknowledged appends, " << present
-                << " readings verified");
+                << " readings verified, " << evicted.ranges.size() << " eviction notices, " << gaps
+                << " seq gaps, " << downgrades << " runs through migration 3");
   CHECK(total_appends > 0);
+  CHECK(evicted.ranges.size() > 0);
+  CHECK(gaps > 0);
 }
