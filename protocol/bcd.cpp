@@ -9,6 +9,11 @@ std::optional<unsigned> decode_byte(std::uint8_t byte) noexcept {
   return hi * 10 + lo;
 }
 
+std::optional<std::uint8_t> parse_pair(char hi, char lo) noexcept {
+  if (hi < '0' || hi > '9' || lo < '0' || lo > '9') return std::nullopt;
+  return static_cast<std::uint8_t>(((hi - '0') << 4) | (lo - '0'));
+}
+
 std::uint8_t encode_byte(unsigned value) noexcept {
   return static_cast<std::uint8_t>(((value / 10) << 4) | (value % 10));
 }

@@ -11,6 +11,11 @@ namespace meterd::protocol::bcd {
 // 0x12 -> 12. nullopt if either nibble is above 9.
 std::optional<unsigned> decode_byte(std::uint8_t byte) noexcept;
 
+// Two printed digits, most significant first ('1', '2') -> 0x12. nullopt
+// unless both are '0'..'9'. The one parser of printed BCD pairs (addresses,
+// meter numbers, dates as text).
+std::optional<std::uint8_t> parse_pair(char hi, char lo) noexcept;
+
 // 12 -> 0x12. Precondition: value <= 99.
 std::uint8_t encode_byte(unsigned value) noexcept;
 

@@ -6,23 +6,43 @@ namespace meterd::protocol {
 
 namespace {
 
-// Compares a*10^ea with b*10^eb without overflow: scale the one with the
-// larger exponent down only when that is exact, otherwise they differ.
-bool equal_scaled(std::int64_t a, std::int32_t ea, std::int64_t b, std::int32_t eb) {
-  if (ea < eb) return equal_scaled(b, eb, a, ea);
-  // ea >= eb: a*10^(ea-eb) must equal b.
-  std::int64_t scaled = a;
-  for (std::int32_t i = 0; i < ea - eb; ++i) {
-    if (scaled > INT64_MAX / 10 || scaled < INT64_MIN / 10) return false;
-    scaled *= 10;
-  }
-  return scaled == b;
+constexpr std::int64_t pow10(int n) noexcept {
+  std::int64_t p = 1;
+  for (int i = 0; i < n; ++i) p *= 10;
+  return p;
 }
 
 }  // namespace
 
+std::optional<std::int64_t> rescale(const Decimal& d, std::int32_t exponent,
+                                    Rounding rounding) noexcept {
+  const std::int64_t m = d.mantissa;
+  if (m == 0) return 0;
+  // 64-bit difference: exponents span the whole int32 range.
+  const std::int64_t gap = std::int64_t{d.exponent} - exponent;
+  if (gap == 0) return m;
+  if (gap > 0) {                        // more digits: m * 10^gap
+    if (gap > 18) return std::nullopt;  // |m| >= 1, and 10^19 > INT64_MAX
+    std::int64_t out = 0;
+    if (__builtin_mul_overflow(m, pow10(static_cast<int>(gap)), &out)) return std::nullopt;
+    return out;
+  }
+  // fewer digits: m / 10^-gap; |m| < 10^19, so past 18 places nothing is left
+  if (-gap > 18) {
+    if (rounding == Rounding::exact) return std::nullopt;
+    return 0;
+  }
+  const std::int64_t divisor = pow10(static_cast<int>(-gap));
+  if (rounding == Rounding::exact && m % divisor != 0) return std::nullopt;
+  return m / divisor;
+}
+
 bool operator==(const Decimal& a, const Decimal& b) noexcept {
-  return equal_scaled(a.mantissa, a.exponent, b.mantissa, b.exponent);
+  // Scale the one with the larger exponent down to the other's: exact or
+  // overflowing means they differ (the other fits int64 at that exponent).
+  if (a.exponent < b.exponent) return b == a;
+  const auto scaled = rescale(a, b.exponent);
+  return scaled && *scaled == b.mantissa;
 }
 
 std::string to_string(const Decimal& d) {

@@ -28,6 +28,18 @@ struct Decimal {
 // {-5,-3} -> "-0.005", {12,2} -> "1200". Always a valid JSON number.
 std::string to_string(const Decimal& d);
 
+enum class Rounding {
+  exact,        // refuse to drop a non-zero digit
+  toward_zero,  // drop digits (a meter register shows the digits it has)
+};
+
+// The mantissa of `d` expressed at `exponent` (d = result * 10^exponent).
+// nullopt if it overflows int64, or (exact) if a non-zero digit would be
+// lost. Constant time in the exponent gap: extreme exponents ({1, -2^31}
+// to 2^31-1) are refused or give 0 without looping.
+std::optional<std::int64_t> rescale(const Decimal& d, std::int32_t exponent,
+                                    Rounding rounding = Rounding::exact) noexcept;
+
 // Parses "-123.45", "0.5", "17" (no exponent notation, no leading '+').
 // Keeps the precision written: "220.10" -> {22010,-2}. Returns nullopt on
 // anything else or when the mantissa would overflow 18 digits.

@@ -20,20 +20,7 @@ std::optional<Decimal> make(std::int64_t mantissa, std::int64_t exponent) {
 }
 
 // The decimal as an integer, when it is one and fits int64.
-std::optional<std::int64_t> to_integer(const Decimal& d) {
-  std::int64_t m = d.mantissa;
-  if (m == 0) return 0;
-  if (d.exponent >= 0) {
-    for (std::int32_t i = 0; i < d.exponent; ++i)
-      if (__builtin_mul_overflow(m, std::int64_t{10}, &m)) return std::nullopt;
-    return m;
-  }
-  for (std::int64_t i = 0; i < -std::int64_t{d.exponent}; ++i) {
-    if (m % 10 != 0) return std::nullopt;
-    m /= 10;
-  }
-  return m;
-}
+std::optional<std::int64_t> to_integer(const Decimal& d) { return rescale(d, 0); }
 
 Result<std::int64_t> raw_integer(Encoding e, std::span<const std::uint16_t> w, WordOrder order) {
   switch (e) {

@@ -74,3 +74,39 @@ TEST_CASE("exact JSON numbers keep the meter's digits") {
   const auto back = nlohmann::json::parse(meterd::protocol::dump(j));
   CHECK(back["value"].dump() == "220.1");
 }
+
+TEST_CASE("rescale: exact, overflow-checked, constant time at any exponent") {
+  using meterd::protocol::rescale;
+  using meterd::protocol::Rounding;
+  CHECK(rescale({12345, -2}, -4) == 1234500);
+  CHECK(rescale({1234500, -4}, -2) == 12345);
+  CHECK_FALSE(rescale({12345, -4}, -2));  // 1.2345 at two places loses digits
+  CHECK(rescale({12345, -4}, -2, Rounding::toward_zero) == 123);
+  CHECK(rescale({-12345, -4}, -2, Rounding::toward_zero) == -123);
+  CHECK(rescale({INT64_MAX, 0}, 0) == INT64_MAX);
+  CHECK_FALSE(rescale({INT64_MAX, 0}, -1));
+  CHECK_FALSE(rescale({INT64_MIN, 0}, -1));
+  CHECK(rescale({INT64_MIN, 0}, 0) == INT64_MIN);
+  CHECK(rescale({922337203685477580, 1}, 0) == 9223372036854775800);
+  CHECK_FALSE(rescale({922337203685477581, 1}, 0));
+  // Extreme exponents: an answer at once, never 2^31 loop turns.
+  CHECK_FALSE(rescale({1, INT32_MAX}, INT32_MIN));
+  CHECK_FALSE(rescale({1, INT32_MIN}, INT32_MAX));
+  CHECK(rescale({1, INT32_MIN}, INT32_MAX, Rounding::toward_zero) == 0);
+  CHECK(rescale({0, INT32_MAX}, INT32_MIN) == 0);
+  CHECK(rescale({-1, 18}, 0) == -1000000000000000000);
+  CHECK_FALSE(rescale({1, 19}, 0));
+  CHECK(rescale({INT64_MIN, 0}, 19, Rounding::toward_zero) == 0);
+  // Equality uses it: no loop, no overflow, whatever the exponents.
+  CHECK(Decimal{1, INT32_MAX} == Decimal{1, INT32_MAX});
+  CHECK_FALSE(Decimal{1, INT32_MAX} == Decimal{1, INT32_MIN});
+  CHECK(Decimal{2200, -1} == Decimal{22, 1});
+}
+
+TEST_CASE("bcd: one parser of printed digit pairs") {
+  CHECK(bcd::parse_pair('1', '2') == 0x12);
+  CHECK(bcd::parse_pair('0', '9') == 0x09);
+  CHECK_FALSE(bcd::parse_pair('A', '1'));
+  CHECK_FALSE(bcd::parse_pair('1', ':'));
+  CHECK_FALSE(bcd::parse_pair('/', '0'));
+}
