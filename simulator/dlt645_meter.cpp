@@ -562,7 +562,7 @@ std::optional<Dlt645Meter::Data> Dlt645Meter::value(const dlt::DataItem& item,
   if (q == "meter.tariff_count") return number(config_.tariffs, 0);
   if (q == "meter.active_constant" || q == "meter.reactive_constant") return number(1200, 0);
   if (q == "meter.settlement_day1") return Data{std::string("01T00")};
-  if (starts_with(q, "meter.settlement_day")) return Data{std::string("99T99")};
+  if (starts_with(q, "meter.settlement_day")) return Data{};  // unset: FF FF (99 is no day)
   if (q == "meter.demand_period") return number(15, 0);
   if (q == "meter.demand_slide") return number(1, 0);
   if (q == "meter.zone_count" || q == "meter.period_table_count") return number(1, 0);

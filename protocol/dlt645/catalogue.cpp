@@ -48,6 +48,13 @@ Field count(std::uint8_t size, std::string quantity, std::string unit = "") {
   return num(size, 0, false, std::move(quantity), std::move(unit));
 }
 
+// Day of the week, 0 = Sunday .. 6 = Saturday (DL/T 645-2007 Appendix A.4, 04000101).
+Field weekday() {
+  Field f = count(1, "meter.weekday");
+  f.max = 6;
+  return f;
+}
+
 std::string ordinal(unsigned n) {
   const char* suffix = "th";
   if (n % 100 < 11 || n % 100 > 13) {
@@ -546,7 +553,7 @@ DataItem parameter_2007(std::uint32_t di) {
     case 0x01:
       switch (d0) {
         case 0x01:
-          set("date and weekday", {count(1, "meter.weekday"), when("YYMMDD", "meter.date")});
+          set("date and weekday", {weekday(), when("YYMMDD", "meter.date")});
           break;
         case 0x02:
           set("time", {when("hhmmss", "meter.time")});
@@ -567,8 +574,8 @@ DataItem parameter_2007(std::uint32_t di) {
           set("two-set daily-period switch time", {when("YYMMDDhhmm", "meter.period_switch_time")});
           break;
         case 0x0C:  // State Grid: YYMMDDWWhhmmss, wire ss mm hh WW DD MM YY
-          set("date, weekday and time", {when("hhmmss", "meter.time"), count(1, "meter.weekday"),
-                                         when("YYMMDD", "meter.date")});
+          set("date, weekday and time",
+              {when("hhmmss", "meter.time"), weekday(), when("YYMMDD", "meter.date")});
           break;
       }
       break;
@@ -931,7 +938,7 @@ DataItem misc_1997(std::uint32_t di) {
       break;
     }
     case 0xC010:
-      set("date and weekday", {count(1, "meter.weekday"), when("YYMMDD", "meter.date")});
+      set("date and weekday", {weekday(), when("YYMMDD", "meter.date")});
       break;
     case 0xC011:
       set("time", {when("hhmmss", "meter.time")});
@@ -1233,7 +1240,11 @@ DecodedValues decode_values(const DataItem& item, std::span<const std::uint8_t> 
   for (std::size_t i = 0; i < n_fields; ++i) {
     const Field& f = item.fields[i];
     const std::size_t size = f.kind == FieldKind::raw && f.size == 0 ? data.size() - pos : f.size;
-    out.values.push_back({f.quantity, f.unit, decode_field(f, data.subspan(pos, size))});
+    const auto bytes = data.subspan(pos, size);
+    out.values.push_back({f.quantity, f.unit, decode_field(f, bytes)});
+    if (auto why = field_problem(f, bytes); !why.empty())
+      out.problems.push_back(f.quantity + ": " + why + " (wire " + to_hex(bytes, true) +
+                             "), not a valid value");
     pos += size;
   }
   return out;

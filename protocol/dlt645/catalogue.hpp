@@ -68,6 +68,10 @@ void append_di(Version version, std::uint32_t di, std::vector<std::uint8_t>& out
 
 struct DecodedValues {
   std::vector<Value> values;
+  // Values that are valid BCD but out of range (a month 13, a weekday 9):
+  // null in `values`, and named here ("meter.date: month 13 (150D26), not a
+  // valid value").
+  std::vector<std::string> problems;
   std::error_code error;  // ValueError::length_mismatch
   std::string message;    // "expected 4 bytes, got 3", when error is set
 };

@@ -95,6 +95,7 @@ class Reader {
       return;
     }
     out_.values = std::move(decoded.values);
+    for (const auto& p : decoded.problems) out_.problem += (out_.problem.empty() ? "" : "; ") + p;
   }
 
  private:

@@ -59,20 +59,6 @@ std::optional<std::uint8_t> hex_nibble(char c) {
   return std::nullopt;
 }
 
-// Rescales `d` to exactly `exponent`, failing if digits would be lost.
-std::optional<std::int64_t> rescale(const Decimal& d, std::int32_t exponent) {
-  std::int64_t m = d.mantissa;
-  for (std::int32_t e = d.exponent; e > exponent; --e) {
-    if (m > INT64_MAX / 10 || m < INT64_MIN / 10) return std::nullopt;
-    m *= 10;
-  }
-  for (std::int32_t e = d.exponent; e < exponent; ++e) {
-    if (m % 10 != 0) return std::nullopt;
-    m /= 10;
-  }
-  return m;
-}
-
 ValueData decode_number(const Field& field, std::span<const std::uint8_t> bytes) {
   std::array<std::uint8_t, 9> copy{};
   if (bytes.size() > copy.size() || bytes.empty()) return {};
@@ -84,6 +70,7 @@ ValueData decode_number(const Field& field, std::span<const std::uint8_t> bytes)
   }
   const auto magnitude = bcd::decode_le(std::span(copy.data(), bytes.size()));
   if (!magnitude) return {};
+  if (field.max && *magnitude > field.max) return {};  // e.g. weekday 9
   const auto m = static_cast<std::int64_t>(*magnitude);
   return Decimal{negative ? -m : m, -static_cast<std::int32_t>(field.decimals)};
 }
@@ -93,8 +80,10 @@ std::optional<std::vector<std::uint8_t>> encode_number(const Field& field, const
   if (!scaled) return std::nullopt;
   const bool negative = *scaled < 0;
   if (negative && !field.is_signed) return std::nullopt;
+  // Magnitude in unsigned arithmetic: -INT64_MIN does not exist as int64.
   const std::uint64_t magnitude =
-      negative ? static_cast<std::uint64_t>(-*scaled) : static_cast<std::uint64_t>(*scaled);
+      negative ? ~static_cast<std::uint64_t>(*scaled) + 1 : static_cast<std::uint64_t>(*scaled);
+  if (field.max && magnitude > field.max) return std::nullopt;
   std::vector<std::uint8_t> out(field.size);
   if (!bcd::encode_le(magnitude, out)) return std::nullopt;
   if (field.is_signed) {
@@ -104,19 +93,62 @@ std::optional<std::vector<std::uint8_t>> encode_number(const Field& field, const
   return out;
 }
 
+// The BCD pairs of a date/time, by token ("YY", "MM", …); -1 where absent.
+struct Civil {
+  int year = -1, month = -1, day = -1, hour = -1, minute = -1, second = -1;
+};
+
+int days_in_month(int year, int month) {
+  static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month == 2) return year < 0 || year % 4 == 0 ? 29 : 28;  // 2000–2099: every 4th year
+  return days[month - 1];
+}
+
+// Why the pairs of a date/time are not a time a meter can mean ("month 13"),
+// or empty. All zero is the meters' "never happened" (a maximum demand not
+// reached yet) and is accepted as such.
+std::string civil_problem(std::string_view format, std::span<const unsigned> pairs) {
+  if (std::all_of(pairs.begin(), pairs.end(), [](unsigned v) { return v == 0; })) return {};
+  Civil c;
+  for (std::size_t t = 0; t < pairs.size(); ++t) {
+    const auto token = format.substr(t * 2, 2);
+    const int v = static_cast<int>(pairs[t]);
+    if (token == "YY") c.year = v;
+    if (token == "MM") c.month = v;
+    if (token == "DD") c.day = v;
+    if (token == "hh") c.hour = v;
+    if (token == "mm") c.minute = v;
+    if (token == "ss") c.second = v;
+  }
+  const auto bad = [](const char* what, int v) {
+    return std::string(what) + " " + std::to_string(v);
+  };
+  if (c.month != -1 && (c.month < 1 || c.month > 12)) return bad("month", c.month);
+  if (c.day != -1 && (c.day < 1 || c.day > (c.month == -1 ? 31 : days_in_month(c.year, c.month))))
+    return bad("day", c.day);
+  if (c.hour > 23) return bad("hour", c.hour);
+  if (c.minute > 59) return bad("minute", c.minute);
+  if (c.second > 59) return bad("second", c.second);
+  return {};
+}
+
 ValueData decode_datetime(const Field& field, std::span<const std::uint8_t> bytes) {
   const TimeFormat* tf = find_format(field.format);
   if (!tf || bytes.size() * 2 != tf->format.size()) return {};
   std::string text(tf->text);
+  std::array<unsigned, 6> pairs{};
   for (std::size_t t = 0; t < bytes.size(); ++t) {
     const std::uint8_t b = bytes[bytes.size() - 1 - t];  // token t travels at wire index n-1-t
-    if (!bcd::decode_byte(b)) return {};
+    const auto pair = bcd::decode_byte(b);
+    if (!pair) return {};
+    pairs[t] = *pair;
     const auto token = tf->format.substr(t * 2, 2);
     const auto at = text.find(token);
     if (at == std::string::npos) return {};
     text[at] = hex_digits[b >> 4];
     text[at + 1] = hex_digits[b & 0x0F];
   }
+  if (!civil_problem(tf->format, std::span(pairs.data(), bytes.size())).empty()) return {};
   return text;
 }
 
@@ -130,16 +162,19 @@ std::optional<std::vector<std::uint8_t>> encode_datetime(const Field& field,
     const auto token = tf->text.substr(p, 2);
     const auto t = token.size() == 2 ? token_index(tf->format, token) : std::string_view::npos;
     if (t != std::string_view::npos) {
-      const char hi = text[p];
-      const char lo = text[p + 1];
-      if (hi < '0' || hi > '9' || lo < '0' || lo > '9') return std::nullopt;
-      out[out.size() - 1 - t] = static_cast<std::uint8_t>(((hi - '0') << 4) | (lo - '0'));
+      const auto pair = bcd::parse_pair(text[p], text[p + 1]);
+      if (!pair) return std::nullopt;
+      out[out.size() - 1 - t] = *pair;
       p += 2;
     } else {
       if (text[p] != tf->text[p]) return std::nullopt;
       ++p;
     }
   }
+  std::array<unsigned, 6> pairs{};
+  for (std::size_t t = 0; t < out.size(); ++t)
+    pairs[t] = *bcd::decode_byte(out[out.size() - 1 - t]);
+  if (!civil_problem(tf->format, std::span(pairs.data(), out.size())).empty()) return std::nullopt;
   return out;
 }
 
@@ -181,6 +216,26 @@ std::optional<std::vector<std::uint8_t>> parse_hex(std::string_view text) {
   }
   if (high >= 0) return std::nullopt;
   return out;
+}
+
+std::string field_problem(const Field& field, std::span<const std::uint8_t> bytes) {
+  if (field.kind == FieldKind::datetime) {
+    const TimeFormat* tf = find_format(field.format);
+    if (!tf || bytes.size() * 2 != tf->format.size()) return {};
+    std::array<unsigned, 6> pairs{};
+    for (std::size_t t = 0; t < bytes.size(); ++t) {
+      const auto pair = bcd::decode_byte(bytes[bytes.size() - 1 - t]);
+      if (!pair) return {};  // not BCD: an absent value, not a problem
+      pairs[t] = *pair;
+    }
+    return civil_problem(tf->format, std::span(pairs.data(), bytes.size()));
+  }
+  if (field.kind == FieldKind::number && field.max && !field.is_signed) {
+    const auto magnitude = bcd::decode_le(bytes);
+    if (magnitude && *magnitude > field.max)
+      return "value " + std::to_string(*magnitude) + " above " + std::to_string(field.max);
+  }
+  return {};
 }
 
 ValueData decode_field(const Field& field, std::span<const std::uint8_t> bytes) {
@@ -237,10 +292,9 @@ std::optional<std::vector<std::uint8_t>> encode_field(const Field& field, const 
       padded += *text;
       std::vector<std::uint8_t> out(field.size);
       for (std::size_t i = 0; i < field.size; ++i) {
-        const char hi = padded[i * 2];
-        const char lo = padded[i * 2 + 1];
-        if (hi < '0' || hi > '9' || lo < '0' || lo > '9') return std::nullopt;
-        out[field.size - 1 - i] = static_cast<std::uint8_t>(((hi - '0') << 4) | (lo - '0'));
+        const auto pair = bcd::parse_pair(padded[i * 2], padded[i * 2 + 1]);
+        if (!pair) return std::nullopt;
+        out[field.size - 1 - i] = *pair;
       }
       return out;
     }
