@@ -35,6 +35,7 @@ struct Field {
   std::uint8_t size = 0;     // bytes on the wire; raw: 0 = whatever remains
   std::int8_t decimals = 0;  // number: implied decimal places
   bool is_signed = false;    // number: bit 7 of the highest byte is the sign
+  std::uint64_t max = 0;     // number (unsigned): largest valid value, 0 = any (weekday: 6)
   std::string_view format;   // datetime: "YYMMDDhhmmss", "YYMMDDhhmm", "YYMMDD",
                              // "hhmmss", "MMDDhhmm", "DDhh"
   std::string quantity;      // canonical name (docs/contracts.md) or a descriptive one
@@ -63,12 +64,21 @@ const std::error_category& value_category() noexcept;
 std::error_code make_error_code(ValueError e) noexcept;
 
 // One field from its wire bytes (already unscrambled, low byte first).
-// `bytes.size()` must equal field.size (or anything for raw).
+// `bytes.size()` must equal field.size (or anything for raw). Null for
+// non-BCD filler (FF FF: absent) and for BCD that is out of range: a date
+// or time with month 13, day 32 (or 30 February), hour 24, minute or
+// second 60, a weekday above 6 (never a date: field_problem() says why).
+// All-zero dates/times are the meters' "not happened yet" and decode as text.
 ValueData decode_field(const Field& field, std::span<const std::uint8_t> bytes);
+
+// Why valid BCD is out of range for the field ("month 13", "value 9 above
+// 6"), or empty. Non-BCD filler is absence, not a problem: empty.
+std::string field_problem(const Field& field, std::span<const std::uint8_t> bytes);
 
 // One field to wire bytes. Null encodes as FF filler. nullopt if the value
 // does not fit the field (too many digits, a sign on an unsigned item, a
-// precision finer than the field's, malformed text).
+// precision finer than the field's, a value past INT64 limits, malformed
+// text, a date or time out of range).
 std::optional<std::vector<std::uint8_t>> encode_field(const Field& field, const ValueData& value);
 
 // Set-bit meanings of a status word value ("relay open", …).

@@ -16,8 +16,8 @@ namespace {
 
 std::vector<std::uint8_t> hex(const char* text) { return *parse_hex(text); }
 
-std::uint8_t random_bcd(std::mt19937& rng, unsigned max_value = 99) {
-  std::uniform_int_distribution<unsigned> d(0, max_value);
+std::uint8_t random_bcd(std::mt19937& rng, unsigned max_value = 99, unsigned min_value = 0) {
+  std::uniform_int_distribution<unsigned> d(min_value, max_value);
   const unsigned v = d(rng);
   return static_cast<std::uint8_t>(((v / 10) << 4) | (v % 10));
 }
@@ -30,6 +30,7 @@ std::vector<std::uint8_t> random_wire(const Field& f, std::mt19937& rng) {
     case FieldKind::number:
     case FieldKind::digits:
       for (auto& b : out) b = random_bcd(rng);
+      if (f.max) out = {random_bcd(rng, static_cast<unsigned>(f.max))};  // weekday: one byte
       if (f.is_signed) {
         out.back() = random_bcd(rng, 79);
         const bool zero = std::all_of(out.begin(), out.end(), [](auto b) { return b == 0; });
@@ -39,12 +40,12 @@ std::vector<std::uint8_t> random_wire(const Field& f, std::mt19937& rng) {
     case FieldKind::datetime:
       for (std::size_t t = 0; t < out.size(); ++t) {
         const auto token = f.format.substr(t * 2, 2);
-        unsigned max = 99;
-        if (token == "MM") max = 12;
-        if (token == "DD") max = 28;
+        unsigned max = 99, min = 0;
+        if (token == "MM") max = 12, min = 1;
+        if (token == "DD") max = 28, min = 1;
         if (token == "hh") max = 23;
         if (token == "mm" || token == "ss") max = 59;
-        out[out.size() - 1 - t] = random_bcd(rng, max);
+        out[out.size() - 1 - t] = random_bcd(rng, max, min);
       }
       break;
     case FieldKind::ascii:
@@ -87,7 +88,7 @@ Decimal random_decimal(const Field& f, std::mt19937& rng) {
   if (f.is_signed) max *= 8;
   std::uniform_int_distribution<std::int64_t> m(0, max - 1);
   std::uniform_int_distribution<int> coin(0, 1);
-  std::int64_t v = m(rng);
+  std::int64_t v = f.max ? m(rng) % static_cast<std::int64_t>(f.max + 1) : m(rng);
   if (f.is_signed && coin(rng)) v = -v;
   return Decimal{v, -f.decimals};
 }
@@ -339,4 +340,67 @@ TEST_CASE("items in detail") {
     CHECK(field_of(Version::v1997, 0xA010).quantity == "demand.active.import.max");
     CHECK(lookup(Version::v1997, 0xC010)->max_size() == 4);
   }
+}
+
+TEST_CASE("dates and times out of range are invalid: null with a problem note, never a date") {
+  const auto item = [](std::uint32_t di) { return *lookup(Version::v2007, di); };
+  struct Case {
+    std::uint32_t di;
+    const char* wire;
+    std::size_t index;  // the value that must be null
+    const char* why;
+  };
+  const Case cases[] = {
+      {0x04000101, "03 15 13 26", 1, "month 13"},         // 2026-13-15, weekday 3
+      {0x04000101, "03 00 11 26", 1, "day 0"},            // 2026-11-00
+      {0x04000101, "03 30 02 26", 1, "day 30"},           // 30 February
+      {0x04000101, "09 27 11 26", 0, "value 9 above 6"},  // weekday 9
+      {0x04000102, "00 00 25", 0, "hour 25"},
+      {0x04000102, "00 61 12", 0, "minute 61"},
+      {0x04000102, "60 00 12", 0, "second 60"},
+      {0x04000B01, "00 99", 0, "day 99"},  // settlement day 99
+      {0x04000B01, "24 01", 0, "hour 24"},
+      {0x0400010C, "00 00 12 05 32 11 26", 2, "day 32"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.wire);
+    const auto d = decode_values(item(c.di), hex(c.wire));
+    REQUIRE_FALSE(d.error);
+    REQUIRE(d.values.size() > c.index);
+    CHECK(d.values[c.index].is_null());
+    REQUIRE(d.problems.size() == 1);
+    CHECK(d.problems[0].find(c.why) != std::string::npos);
+    CHECK(d.problems[0].find(d.values[c.index].quantity) == 0);
+  }
+  // In range, the same items decode as text, with no note.
+  const auto ok = decode_values(item(0x04000101), hex("06 29 02 28"));
+  CHECK(text(ok.values[1].value) == "2028-02-29");
+  CHECK(text(ok.values[0].value) == "6");
+  CHECK(ok.problems.empty());
+  CHECK(
+      decode_values(item(0x04000101), hex("00 29 02 27")).values[1].is_null());  // 2027: no 29 Feb
+  // All zero is a maximum demand that has not happened yet: text, no note.
+  const auto zero = decode_values(item(0x01010000), hex("00 00 00  00 00 00 00 00"));
+  CHECK(text(zero.values[1].value) == "2000-00-00T00:00");
+  CHECK(zero.problems.empty());
+  // FF filler is absence, not a problem.
+  CHECK(decode_values(item(0x04000102), hex("FF FF FF")).problems.empty());
+  // The encoder refuses what the decoder would not accept.
+  const auto& date = item(0x04000101).fields[1];
+  CHECK_FALSE(encode_field(date, std::string("2026-13-15")));
+  CHECK(encode_field(date, std::string("2026-12-15")));
+  CHECK_FALSE(encode_field(item(0x04000101).fields[0], Decimal{9, 0}));
+  CHECK_FALSE(encode_field(item(0x04000102).fields[0], std::string("25:00:00")));
+}
+
+TEST_CASE("encode_field: INT64_MIN and extreme exponents are errors, not UB or long loops") {
+  const auto current = *lookup(Version::v2007, 0x02020100);  // signed XXX.XXX
+  const auto& f = current.fields[0];
+  CHECK_FALSE(encode_field(f, Decimal{INT64_MIN, -3}));
+  CHECK_FALSE(encode_field(f, Decimal{INT64_MIN, 0}));
+  CHECK_FALSE(encode_field(f, Decimal{1, INT32_MAX}));
+  CHECK_FALSE(encode_field(f, Decimal{1, INT32_MIN}));
+  CHECK_FALSE(encode_field(f, Decimal{-1, INT32_MIN}));
+  CHECK(*encode_field(f, Decimal{0, INT32_MIN}) == hex("00 00 00"));
+  CHECK(*encode_field(f, Decimal{-1234, -3}) == hex("34 12 80"));
 }
