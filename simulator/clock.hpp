@@ -31,4 +31,20 @@ constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) {
 // "2026-11-27T12:00:00Z" (UTC) for logs and the control channel.
 std::string iso_utc(Millis ms);
 
+// The simulated time source: wall clock plus an offset that `advance` grows
+// (the control channel's "advance"), so a test moves days of meter life
+// forward without waiting. One owner: the simulator's loop.
+class SimClock {
+ public:
+  Millis now() const {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count() + offset_;
+  }
+  void advance(Millis ms) noexcept { offset_ += ms; }
+  Millis offset() const noexcept { return offset_; }
+
+ private:
+  Millis offset_ = 0;
+};
+
 }  // namespace meterd::simulator

@@ -17,6 +17,7 @@
 #include "protocol/dlt645/frame.hpp"
 #include "protocol/dlt645/requests.hpp"
 #include "simulator/clock.hpp"
+#include "simulator/meter.hpp"
 
 namespace meterd::simulator {
 
@@ -50,7 +51,7 @@ struct MeterEvent {
   dlt::OperatorCode op{};
 };
 
-class Dlt645Meter {
+class Dlt645Meter final : public Meter {
  public:
   // Builds the meter with a consistent history: a year of energy growth,
   // 62 daily freezes, 12 settlement periods, a few past events.
@@ -70,11 +71,12 @@ class Dlt645Meter {
   // nullopt if it would answer "no requested data".
   std::optional<std::vector<dlt::Value>> read(std::uint32_t di, Millis now);
   // Current values of the basic quantities, clock, relay and counters.
-  nlohmann::json truth(Millis now);
+  nlohmann::json truth(Millis now) override;
   nlohmann::json events_json() const;
 
   // Fault and life events driven by the control channel.
-  void power_cycle(Millis now, Millis off_duration);
+  void power_cycle(Millis now, Millis off_duration) override;
+  unsigned turnaround_ms() const override { return config_.turnaround_ms; }
   bool powered(Millis now) const noexcept { return now >= powered_from_; }
   void open_cover(Millis now, Millis duration);
   void skew_clock(Millis delta_ms) noexcept { skew_ms_ += delta_ms; }
@@ -119,8 +121,9 @@ class Dlt645Meter {
 
   using Data = dlt::ValueData;
   std::optional<Data> value(const dlt::DataItem& item, const dlt::Field& field, Millis now);
-  std::optional<Data> energy_value(const std::string& q, const dlt::DataItem& item, Millis now);
-  std::optional<Data> event_value(const std::string& q, unsigned record, Millis now);
+  std::optional<Data> energy_value(const protocol::QuantityKey& key, const dlt::DataItem& item,
+                                   Millis now);
+  std::optional<Data> event_value(const protocol::QuantityKey& key, unsigned record, Millis now);
   std::optional<std::vector<Data>> values_for(const dlt::DataItem& item, Millis now);
   std::uint16_t status_word(unsigned n, Millis now) const;
 

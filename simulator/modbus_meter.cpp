@@ -1,6 +1,6 @@
 #include "simulator/modbus_meter.hpp"
 
-#include <mutex>
+#include <cmath>
 #include <unordered_map>
 
 #include "protocol/dlt645/catalogue.hpp"
@@ -81,6 +81,36 @@ std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
     }
     return sum;
   };
+  if (const auto s = setting(q)) return s;
+  const auto sum_of = [&](const char* a, const char* b) -> std::optional<Decimal> {
+    mb::Register pa, pb;
+    pa.quantity = a;
+    pb.quantity = b;
+    auto x = canonical(pa, now), y = canonical(pb, now);
+    if (!x || !y) return std::nullopt;
+    while (x->exponent > y->exponent) x->mantissa *= 10, --x->exponent;
+    while (y->exponent > x->exponent) y->mantissa *= 10, --y->exponent;
+    return Decimal{x->mantissa + y->mantissa, x->exponent};
+  };
+  // SDM630 0x0156/0x0158 (V1.8 note 3): total = import + export.
+  if (q == "energy.active.total")
+    return sum_of("energy.active.import.total", "energy.active.export.total");
+  if (q == "energy.reactive.total")
+    return sum_of("energy.reactive.import.total", "energy.reactive.export.total");
+  // Phase angle in degrees, consistent with the power factor: acos(PF),
+  // at 0.01° (the model's load is inductive, so the angle is positive).
+  if (q.rfind("phase_angle.", 0) == 0) {
+    mb::Register pf;
+    pf.quantity = "power_factor." + q.substr(12);
+    const auto v = canonical(pf, now);
+    if (!v) return Decimal{0, 0};
+    double x = static_cast<double>(v->mantissa);
+    for (auto e = v->exponent; e < 0; ++e) x /= 10;
+    for (auto e = v->exponent; e > 0; --e) x *= 10;
+    if (x == 0) return Decimal{0, 0};  // absent phase
+    x = std::clamp(std::abs(x), 0.0, 1.0);
+    return Decimal{std::llround(std::acos(x) * 180.0 / 3.14159265358979323846 * 100), -2};
+  }
   int n = 0;
   if (q == "voltage.ln_avg") {
     const auto sum = phase_sum("voltage", -1, n);
@@ -98,6 +128,47 @@ std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
     return n ? Decimal{sum / n, -3} : Decimal{0, 0};
   }
   return Decimal{0, 0};
+}
+
+// Configuration registers read their documented factory values (SDM630
+// V1.8/v2.0 holding registers, SDM120 V2.4, Chint ZTY0.464.1448 table 11,
+// see docs/modbus.md), with the unit id and serial settings of the line
+// the meter actually sits on.
+std::optional<Decimal> ModbusMeter::setting(const std::string& q) const {
+  const std::string& m = config_.model->name;
+  const auto& quirks = config_.model->quirks;
+  const unsigned baud = config_.baud ? config_.baud : quirks.default_baud;
+  const char parity = config_.parity ? config_.parity : quirks.default_parity;
+  const unsigned stop = config_.stop_bits ? config_.stop_bits : quirks.default_stop_bits;
+  const auto code = [&](std::initializer_list<unsigned> rates) -> std::optional<Decimal> {
+    std::int64_t k = 0;
+    for (const unsigned r : rates) {
+      if (r == baud) return Decimal{k, 0};
+      ++k;
+    }
+    return Decimal{0, 0};
+  };
+  if (q == "setting.unit_id") return Decimal{config_.unit, 0};
+  if (q == "setting.baud_code") {
+    if (m == "sdm630") return code({2400, 4800, 9600, 19200, 38400});
+    if (m == "sdm120") return baud == 1200 ? Decimal{5, 0} : *code({2400, 4800, 9600});
+    if (m == "dtsu666h") return code({4800, 9600});
+    return code({1200, 2400, 4800, 9600, 19200});  // DTSU666 bAud, generic
+  }
+  if (q == "setting.parity_stop")  // Eastron: 0 = N1, 1 = E1, 2 = O1, 3 = N2
+    return Decimal{parity == 'E' ? 1 : parity == 'O' ? 2 : stop == 2 ? 3 : 0, 0};
+  if (q == "setting.demand_period") return Decimal{60, 0};
+  if (q == "setting.pulse_width") return Decimal{100, 0};
+  if (q == "setting.system_type") return Decimal{engine_.config().phases == 1 ? 1 : 3, 0};
+  if (q == "setting.measurement_mode") return Decimal{2, 0};  // SDM120: import + export
+  if (q == "setting.ct_ratio") return Decimal{1, 0};          // DTSU666 IrAt
+  if (q == "setting.pt_ratio")  // DTSU666 UrAt 10 (×0.1: PT ratio 1); -H block: 1
+    return m == "dtsu666h" ? Decimal{1, 0} : Decimal{10, -1};
+  if (q == "setting.protocol") return Decimal{3, 0};  // DTSU666: n.1 Modbus
+  if (q == "setting.wiring" || q == "setting.energy_clear") return Decimal{0, 0};
+  if (q == "info.software_version" && m == "dtsu666") return Decimal{204, 0};  // REV.
+  if (q == "setting.programming_code") return Decimal{701, 0};                 // UCode
+  return std::nullopt;
 }
 
 std::optional<std::vector<std::uint16_t>> ModbusMeter::words(const mb::Register& r, Millis now) {
@@ -118,15 +189,13 @@ std::optional<std::vector<std::uint16_t>> ModbusMeter::words(const mb::Register&
   return mb::encode_value(r, *value, config_.model->quirks.word_order);
 }
 
-std::optional<mb::Pdu> ModbusMeter::handle(const mb::Pdu& req, Millis now) {
+std::optional<mb::Pdu> ModbusMeter::handle(const mb::Pdu& req, Millis now, Millis quiet_ms) {
   const auto& model = *config_.model;
   const auto& q = model.quirks;
-  if (req.unit != config_.unit) return std::nullopt;
-  // Eastron needs a silent gap between requests: a request that comes too
-  // soon after the last answer is not heard at all.
-  if (q.min_request_gap_ms && last_answer_ && now - last_answer_ < q.min_request_gap_ms)
-    return std::nullopt;
-  last_answer_ = now;
+  if (req.unit != config_.unit || !engine_.powered(now)) return std::nullopt;
+  // Eastron needs a silent gap before a request, timed from the end of the
+  // previous frame on the wire: a request that starts sooner is not heard.
+  if (q.min_request_gap_ms && quiet_ms < q.min_request_gap_ms) return std::nullopt;
   const auto fn = req.function;
   if ((fn == mb::fc::read_holding_registers || fn == mb::fc::read_input_registers) &&
       req.data.size() == 4) {
@@ -147,7 +216,8 @@ std::optional<mb::Pdu> ModbusMeter::handle(const mb::Pdu& req, Millis now) {
         continue;
       }
       const auto w = words(*r, now);
-      if (!w) return mb::response::exception(config_.unit, fn, 0x04);
+      if (!w)
+        return mb::response::exception(config_.unit, fn, mb::Exception::server_device_failure);
       for (std::size_t k = 0; k < w->size() && a + k < std::uint32_t{address} + count; ++k)
         out[a - address + k] = (*w)[k];
       a += r->words();
@@ -163,7 +233,8 @@ std::optional<mb::Pdu> ModbusMeter::handle(const mb::Pdu& req, Millis now) {
     if (const auto ec = mb::check_write(model, fn, address, count))
       return mb::response::exception(config_.unit, fn, static_cast<std::uint8_t>(ec.value()));
     const std::size_t at = fn == mb::fc::write_single_register ? 2 : 5;
-    if (req.data.size() < at + 2u * count) return mb::response::exception(config_.unit, fn, 0x03);
+    if (req.data.size() < at + 2u * count)
+      return mb::response::exception(config_.unit, fn, mb::Exception::illegal_data_value);
     std::vector<std::uint16_t> w(count);
     for (std::size_t k = 0; k < count; ++k)
       w[k] = static_cast<std::uint16_t>(req.data[at + 2 * k] << 8 | req.data[at + 2 * k + 1]);
@@ -172,7 +243,14 @@ std::optional<mb::Pdu> ModbusMeter::handle(const mb::Pdu& req, Millis now) {
       return mb::response::write_single(config_.unit, address, w[0]);
     return mb::response::write_multiple(config_.unit, address, count);
   }
-  return mb::response::exception(config_.unit, fn, 0x01);
+  // FC 08 sub-function 00 (return query data) echoes the request; the
+  // Eastron manuals list no other sub-function (MODBUS Application
+  // Protocol V1.1b3 §6.8).
+  if (fn == mb::fc::diagnostics && req.data.size() == 4) {
+    if (req.data[0] == 0 && req.data[1] == 0) return req;
+    return mb::response::exception(config_.unit, fn, mb::Exception::illegal_data_value);
+  }
+  return mb::response::exception(config_.unit, fn, mb::Exception::illegal_function);
 }
 
 nlohmann::json ModbusMeter::truth(Millis now) {

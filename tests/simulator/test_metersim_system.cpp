@@ -183,6 +183,8 @@ TEST_CASE("fault switches, each seen on the wire") {
     REQUIRE(sim.ctl({{"cmd", "offline"}, {"meter", "m0001"}})["online"] == false);
     CHECK(ask(300ms).bytes.empty());
     sim.ctl({{"cmd", "online"}, {"meter", "m0001"}});
+    CHECK(ask(200ms).bytes.empty());              // powering up (2 s by default)
+    sim.ctl({{"cmd", "advance"}, {"ms", 2000}});  // simulated time, not a sleep
     CHECK(decoded(ask()).status == dlt::DecodeStatus::frame);
   }
   SUBCASE("power cycle: silent while off, one more power-down record after") {
@@ -190,7 +192,9 @@ TEST_CASE("fault switches, each seen on the wire") {
         sim.ctl({{"cmd", "truth"}, {"meter", "m0001"}})["counters"]["power_down"].get<int>();
     sim.ctl({{"cmd", "power_cycle"}, {"meter", "m0001"}, {"off_ms", 400}});
     CHECK(ask(200ms).bytes.empty());
-    sim.ctl({{"cmd", "advance"}, {"ms", 400}});  // simulated time, not a sleep
+    sim.ctl({{"cmd", "advance"}, {"ms", 400}});   // simulated time, not a sleep
+    CHECK(ask(200ms).bytes.empty());              // on again, still booting
+    sim.ctl({{"cmd", "advance"}, {"ms", 2000}});  // the default power-up delay
     CHECK(decoded(ask()).status == dlt::DecodeStatus::frame);
     CHECK(sim.ctl({{"cmd", "truth"}, {"meter", "m0001"}})["counters"]["power_down"] == before + 1);
   }

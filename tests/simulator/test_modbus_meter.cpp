@@ -78,9 +78,11 @@ TEST_CASE("SDM630 quirks: even address and count, 80 registers at most, a silent
   CHECK(exception(mb::request::read_input(7, 0x0000, 3)) == 2);
   CHECK(exception(mb::request::read_input(7, 0x0000, 82)) == 3);
   CHECK(exception(mb::request::read_input(7, 0x0000, 80)) == 0);
-  // Too soon after the last answer: not heard at all.
-  CHECK_FALSE(m.handle(mb::request::read_input(7, 0x0000, 2), t + 10));
-  CHECK(m.handle(mb::request::read_input(7, 0x0000, 2), t + 200));
+  // A request that starts sooner than 60 ms after the last frame on the
+  // wire (the caller, a bus, times that): not heard at all.
+  CHECK_FALSE(m.handle(mb::request::read_input(7, 0x0000, 2), t + 10, /*quiet_ms=*/10));
+  CHECK_FALSE(m.handle(mb::request::read_input(7, 0x0000, 2), t + 10, /*quiet_ms=*/59));
+  CHECK(m.handle(mb::request::read_input(7, 0x0000, 2), t + 200, /*quiet_ms=*/60));
   // Another unit: silence.
   CHECK_FALSE(m.handle(mb::request::read_input(8, 0x0000, 2), t + 1000));
 }
