@@ -148,8 +148,6 @@ Result<void> Store::Impl::prepare_all() {
       {&st_.begin, "BEGIN IMMEDIATE"},
       {&st_.commit, "COMMIT"},
       {&st_.rollback, "ROLLBACK"},
-      {&st_.sync_full, "PRAGMA synchronous = FULL"},
-      {&st_.sync_normal, "PRAGMA synchronous = NORMAL"},
       {&st_.insert_reading,
        "INSERT INTO readings (seq, series, mantissa, exponent, ts, quality, freeze_ts) "
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
@@ -340,9 +338,12 @@ Result<void> Store::Impl::step_done(sqlite3_stmt* s, std::string_view what) {
   return err(rc, what);
 }
 
+// Not a cached statement: SQLite applies `PRAGMA synchronous = ...` when it compiles it, so
+// preparing both settings ahead would leave the store in whichever was prepared last.
 Result<void> Store::Impl::set_synchronous(bool full) {
   if (opts_.sync == Sync::full) return {};
-  return step_done(full ? st_.sync_full.get() : st_.sync_normal.get(), "set synchronous");
+  return detail::exec(db(), full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                      "set synchronous");
 }
 
 Result<void> Store::Impl::commit_or_rollback(Result<void> r, const TxState& before, bool synced) {

@@ -202,7 +202,7 @@ class Store::Impl {
   std::int64_t last_checkpoint_ms_ = 0;
 
   struct Statements {
-    detail::StmtPtr begin, commit, rollback, sync_full, sync_normal;
+    detail::StmtPtr begin, commit, rollback;
     detail::StmtPtr insert_reading, insert_event, insert_series, update_event_payload;
     detail::StmtPtr next_readings, next_events, has_reading, has_event;
     detail::StmtPtr delete_readings, delete_events, delete_events_evictable;

@@ -63,8 +63,8 @@ inline Batch readings_batch(const std::string& meter, std::size_t n, std::int64_
 // A separate raw connection, for checks that look under the API.
 class RawDb {
  public:
-  explicit RawDb(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+  explicit RawDb(const std::string& path, const char* vfs = nullptr) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs) !=
         SQLITE_OK) {
       std::abort();
     }
