@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "protocol/bcd.hpp"
+
 namespace meterd::protocol::dlt645 {
 
 namespace {
@@ -47,15 +49,13 @@ std::optional<Address> Address::parse(std::string_view digits) {
     // pair 0 is the most significant pair of digits, which travels last (A5).
     const char hi = padded[pair * 2];
     const char lo = padded[pair * 2 + 1];
-    std::uint8_t value = 0;
     if ((hi == 'A' || hi == 'a') && (lo == 'A' || lo == 'a')) {
-      value = wildcard_byte;
-    } else if (hi >= '0' && hi <= '9' && lo >= '0' && lo <= '9') {
-      value = static_cast<std::uint8_t>(((hi - '0') << 4) | (lo - '0'));
-    } else {
-      return std::nullopt;
+      bytes[5 - pair] = wildcard_byte;
+      continue;
     }
-    bytes[5 - pair] = value;
+    const auto value = bcd::parse_pair(hi, lo);
+    if (!value) return std::nullopt;
+    bytes[5 - pair] = *value;
   }
   return Address(bytes);
 }
@@ -106,7 +106,10 @@ void unscramble(std::span<std::uint8_t> data) noexcept {
   for (auto& b : data) b = static_cast<std::uint8_t>(b - scramble_offset);
 }
 
-std::vector<std::uint8_t> encode(const Frame& frame, std::size_t preamble) {
+std::optional<std::vector<std::uint8_t>> try_encode(const Frame& frame, std::size_t preamble) {
+  // L is one byte (§4.1): a longer data field cannot be framed; truncating L
+  // would put a frame on the wire whose checksum covers bytes L does not.
+  if (frame.data.size() > max_data_size) return std::nullopt;
   std::vector<std::uint8_t> out(preamble, wake_byte);
   out.reserve(preamble + min_frame_size + frame.data.size());
   const std::size_t start = out.size();
@@ -123,6 +126,11 @@ std::vector<std::uint8_t> encode(const Frame& frame, std::size_t preamble) {
   return out;
 }
 
+std::vector<std::uint8_t> encode(const Frame& frame, std::size_t preamble) {
+  auto out = try_encode(frame, preamble);
+  return out ? std::move(*out) : std::vector<std::uint8_t>{};
+}
+
 // ---- decoding --------------------------------------------------------------
 
 const std::error_category& frame_category() noexcept {
@@ -133,6 +141,42 @@ const std::error_category& frame_category() noexcept {
 std::error_code make_error_code(FrameError e) noexcept {
   return {static_cast<int>(e), frame_category()};
 }
+
+namespace {
+
+// A complete, valid frame starting exactly at `at` (its first 68H), or
+// nullopt. Used to look past a candidate that cannot be complete yet.
+std::optional<std::size_t> complete_frame_at(std::span<const std::uint8_t> input, std::size_t at,
+                                             const DecodeOptions& options) {
+  const std::size_t n = input.size();
+  if (n - at < min_frame_size || input[at + 7] != start_byte) return std::nullopt;
+  const std::size_t length = input[at + 9];
+  const std::size_t total = min_frame_size + length;
+  if (length > options.max_data || n - at < total) return std::nullopt;
+  if (checksum(input.subspan(at, header_size + length)) != input[at + header_size + length])
+    return std::nullopt;
+  if (input[at + total - 1] != end_byte) return std::nullopt;
+  return total;
+}
+
+void take_frame(std::span<const std::uint8_t> input, std::size_t at, std::size_t total,
+                DecodeResult& r) {
+  std::array<std::uint8_t, 6> address{};
+  for (std::size_t k = 0; k < 6; ++k) address[k] = input[at + 1 + k];
+  r.frame.address = Address::from_wire(address);
+  r.frame.control = input[at + 8];
+  r.frame.data.assign(input.begin() + static_cast<std::ptrdiff_t>(at + header_size),
+                      input.begin() + static_cast<std::ptrdiff_t>(at + total - 2));
+  unscramble(r.frame.data);
+  r.status = DecodeStatus::frame;
+  r.skipped = at;
+  r.frame_size = total;
+  r.consumed = at + total;
+  r.error = {};
+  r.need = 0;
+}
+
+}  // namespace
 
 DecodeResult decode(std::span<const std::uint8_t> input, const DecodeOptions& options) {
   DecodeResult r;
@@ -169,6 +213,16 @@ DecodeResult decode(std::span<const std::uint8_t> input, const DecodeOptions& op
       return r;
     }
     if (n - i < total) {
+      // The candidate may be a false or cut-off head. A frame that starts
+      // inside it and is already whole and valid must not wait behind it
+      // (the head could promise bytes that never come), so look for one.
+      for (std::size_t j = i + 1; j + min_frame_size <= n; ++j) {
+        if (input[j] != start_byte) continue;
+        if (const auto whole = complete_frame_at(input, j, options)) {
+          take_frame(input, j, *whole, r);
+          return r;
+        }
+      }
       r.status = DecodeStatus::need_more;
       r.consumed = i;
       r.need = total - (n - i);
@@ -194,14 +248,7 @@ DecodeResult decode(std::span<const std::uint8_t> input, const DecodeOptions& op
       r.consumed = i + 1;
       return r;
     }
-    std::array<std::uint8_t, 6> address{};
-    for (std::size_t k = 0; k < 6; ++k) address[k] = input[i + 1 + k];
-    r.frame.address = Address::from_wire(address);
-    r.frame.control = input[i + 8];
-    r.frame.data.assign(covered.begin() + header_size, covered.end());
-    unscramble(r.frame.data);
-    r.status = DecodeStatus::frame;
-    r.consumed = i + total;
+    take_frame(input, i, total, r);
     return r;
   }
 }
@@ -210,18 +257,26 @@ std::vector<CaptureItem> decode_all(std::span<const std::uint8_t> input,
                                     const DecodeOptions& options) {
   std::vector<CaptureItem> items;
   std::size_t pos = 0;
+  bool cut_off = false;  // the end of input is already named as truncated
   while (pos < input.size()) {
     auto r = decode(input.subspan(pos), options);
     const std::size_t at = pos + r.skipped;
     if (r.status == DecodeStatus::need_more) {
-      if (r.consumed < input.size() - pos) {  // a frame started but did not end
+      if (r.consumed == input.size() - pos) break;  // only noise left
+      // A candidate cut off by the end of the input: name it (once: later
+      // candidates lie inside it), then re-scan the bytes after its first
+      // 68H, where a whole frame may start.
+      if (!cut_off) {
         r.status = DecodeStatus::error;
         r.error = FrameError::truncated;
         r.frame_size = input.size() - at;
         items.push_back({at, std::move(r)});
+        cut_off = true;
       }
-      break;
+      pos = at + 1;
+      continue;
     }
+    if (r.status == DecodeStatus::frame) cut_off = false;
     pos += r.consumed;
     items.push_back({at, std::move(r)});
   }
@@ -230,14 +285,47 @@ std::vector<CaptureItem> decode_all(std::span<const std::uint8_t> input,
 
 void StreamDecoder::feed(std::span<const std::uint8_t> bytes) {
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  cut_off_ = false;
+}
+
+void StreamDecoder::drop(std::size_t n) {
+  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(n));
+  offset_ += n;
 }
 
 std::optional<DecodeResult> StreamDecoder::next() {
   auto r = decode(buffer_, options_);
   noise_ += r.skipped;
-  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(r.consumed));
+  drop(r.consumed);
   if (r.status == DecodeStatus::need_more) return std::nullopt;
   return r;
+}
+
+std::optional<DecodeResult> StreamDecoder::flush() {
+  for (;;) {
+    if (auto r = next()) {
+      if (r->status == DecodeStatus::frame) cut_off_ = false;
+      return r;
+    }
+    if (buffer_.empty()) {
+      cut_off_ = false;
+      return std::nullopt;
+    }
+    // What is left starts with a 68H (next() dropped the noise before it):
+    // a candidate that will never be whole. Name it (once: later candidates
+    // lie inside it) and drop only its first 68H, so the bytes after it are
+    // scanned again.
+    DecodeResult r = decode(buffer_, options_);
+    r.status = DecodeStatus::error;
+    r.error = FrameError::truncated;
+    r.frame_size = buffer_.size() - r.skipped;
+    r.consumed = r.skipped + 1;
+    drop(r.consumed);
+    if (!cut_off_) {
+      cut_off_ = true;
+      return r;
+    }
+  }
 }
 
 std::string describe(const DecodeResult& r) {

@@ -26,6 +26,7 @@ inline constexpr std::uint8_t wake_byte = 0xFE;
 inline constexpr std::uint8_t scramble_offset = 0x33;
 inline constexpr std::size_t min_frame_size = 12;      // L = 0
 inline constexpr std::size_t max_standard_data = 200;  // 2007 read answer limit
+inline constexpr std::size_t max_data_size = 255;      // L is one byte
 
 // Six address bytes as they travel: A0 (lowest two digits) first.
 // Digits are BCD, or AA for the short-addressing wildcard.
@@ -67,7 +68,11 @@ struct Frame {
 };
 
 // Frame -> wire bytes: `preamble` × FE, header, data +33H, CS, 16H.
-// Precondition: data.size() <= 255.
+// nullopt if the data field does not fit the one-byte L (more than 255
+// bytes): L is never truncated.
+std::optional<std::vector<std::uint8_t>> try_encode(const Frame& frame, std::size_t preamble = 0);
+// The same for frames known to fit (requests, meter answers of at most 200
+// data bytes); an oversized frame gives an empty vector, never a frame.
 std::vector<std::uint8_t> encode(const Frame& frame, std::size_t preamble = 0);
 
 std::uint8_t checksum(std::span<const std::uint8_t> bytes) noexcept;
@@ -80,7 +85,7 @@ enum class FrameError {
   bad_checksum = 1,  // CS does not match the bytes it covers
   bad_end,           // byte after CS is not 16H
   length_exceeded,   // L above the decoder's limit
-  truncated,         // input ended inside a frame (only from decode_all)
+  truncated,         // input ended inside a frame (decode_all, StreamDecoder::flush)
 };
 const std::error_category& frame_category() noexcept;
 std::error_code make_error_code(FrameError e) noexcept;
@@ -114,10 +119,17 @@ struct DecodeResult {
 
 // Looks at the head of `input` only; never reads outside it. Skips FE and
 // any byte that does not start a plausible header (68 + 6 bytes + 68).
+// A candidate that cannot be complete yet (a false head, or a frame cut off
+// by a timeout) does not hide a frame behind it: if a later 68H in `input`
+// starts a frame that is already whole and valid, that frame is returned
+// (status frame, `skipped` counting the bytes before it, the abandoned
+// candidate included). Otherwise need_more.
 DecodeResult decode(std::span<const std::uint8_t> input, const DecodeOptions& options = {});
 
-// A whole capture: every frame and every error, in order. A frame cut off
-// by the end of input is reported as `truncated`.
+// A whole capture: every frame and every error, in order. A candidate cut
+// off by the end of input is reported as `truncated`, and the bytes after
+// its first 68H are scanned again, so a frame inside it is still found.
+// Holds every item: for large captures use StreamDecoder (bounded memory).
 struct CaptureItem {
   std::size_t offset = 0;  // position of the frame's first 68H in the input
   DecodeResult result;
@@ -138,16 +150,34 @@ class StreamDecoder {
   // The next frame or error (status frame | error), or nullopt when a whole
   // frame has not arrived yet.
   std::optional<DecodeResult> next();
-  // Drops everything buffered (e.g. after a response timeout).
-  void reset() noexcept { buffer_.clear(); }
+  // End of input (a response timeout, the end of a capture): no more bytes
+  // will complete what is buffered. Returns frames and errors like next(),
+  // then names the candidate that will never be whole as `truncated` (once)
+  // and re-scans the bytes after its first 68H; call until nullopt, after
+  // which nothing is buffered. Use this instead of reset() on a timeout:
+  // a false head must not take the real answer behind it down with it.
+  std::optional<DecodeResult> flush();
+  // Drops everything buffered, unexamined.
+  void reset() noexcept {
+    offset_ += buffer_.size();
+    buffer_.clear();
+  }
 
   std::size_t buffered() const noexcept { return buffer_.size(); }
   std::uint64_t noise_bytes() const noexcept { return noise_; }  // skipped, in total
+  // Stream position of the first buffered byte (bytes dropped so far). A
+  // result's frame or candidate starts at offset() (read before the call
+  // that returned it) + its `skipped`.
+  std::uint64_t offset() const noexcept { return offset_; }
 
  private:
+  void drop(std::size_t n);
+
   DecodeOptions options_;
   std::vector<std::uint8_t> buffer_;
   std::uint64_t noise_ = 0;
+  std::uint64_t offset_ = 0;
+  bool cut_off_ = false;  // flush(): the end of input is already named
 };
 
 // Human text for a FrameError with its details ("checksum: got 5D, expected 6D").

@@ -1,6 +1,7 @@
 // The link layer: addresses, checksums, the +33H scrambling, and the
 // streaming decoder against noise, wake-up bytes, corruption and arbitrary
 // splits of the input.
+#include <algorithm>
 #include <random>
 
 #include <doctest/doctest.h>
@@ -299,4 +300,197 @@ TEST_CASE("streaming: memory stays bounded under endless noise") {
     CHECK(d.buffered() <= min_frame_size + max_standard_data + 64);
   }
   CHECK(d.noise_bytes() > 0);
+}
+
+// ---- false and cut-off heads (issue 8) ----------------------------------------
+
+namespace {
+
+struct Found {
+  std::size_t offset;
+  Frame frame;
+};
+
+// Every frame a StreamDecoder reports for `bytes` fed at `cuts`, then
+// flushed (end of input), with its stream offset.
+std::vector<Found> stream_frames(std::span<const std::uint8_t> bytes,
+                                 const std::vector<std::size_t>& cuts) {
+  StreamDecoder d;
+  std::vector<Found> out;
+  const auto take = [&](auto&& step) {
+    for (;;) {
+      const auto base = d.offset();
+      auto r = step();
+      if (!r) break;
+      if (r->status == DecodeStatus::frame) out.push_back({base + r->skipped, r->frame});
+    }
+  };
+  std::size_t pos = 0;
+  for (std::size_t cut : cuts) {
+    d.feed(bytes.subspan(pos, cut - pos));
+    pos = cut;
+    take([&] { return d.next(); });
+  }
+  take([&] { return d.flush(); });
+  CHECK(d.buffered() == 0);
+  return out;
+}
+
+std::vector<Found> capture_frames(std::span<const std::uint8_t> bytes) {
+  std::vector<Found> out;
+  for (const auto& item : decode_all(bytes))
+    if (item.result.status == DecodeStatus::frame) out.push_back({item.offset, item.result.frame});
+  return out;
+}
+
+// The property: the frame at [at, at + size) is reported, unless a frame
+// the junk formed with its bytes overlaps it (then the line itself is
+// ambiguous: both are valid frames).
+bool kept(const std::vector<Found>& found, const Frame& frame, std::size_t at, std::size_t size) {
+  for (const auto& f : found) {
+    if (f.offset == at && f.frame == frame) return true;
+    const std::size_t end = f.offset + min_frame_size + f.frame.data.size();
+    if (f.offset < at + size && end > at) return true;  // overlaps: ambiguous line
+  }
+  return false;
+}
+
+// Junk a line can carry before an answer: FE, random bytes, 68H, false
+// heads (68 A0..A5 68 C L with any L) and the cut-off starts of real frames.
+std::vector<std::uint8_t> junk(std::mt19937& rng) {
+  std::uniform_int_distribution<int> kind(0, 4), byte(0, 255), small(1, 12);
+  std::vector<std::uint8_t> out;
+  const int pieces = small(rng) / 2;
+  for (int p = 0; p < pieces; ++p) {
+    switch (kind(rng)) {
+      case 0:
+        out.insert(out.end(), static_cast<std::size_t>(small(rng)), wake_byte);
+        break;
+      case 1:
+        for (int k = small(rng); k > 0; --k) out.push_back(static_cast<std::uint8_t>(byte(rng)));
+        break;
+      case 2:
+        out.push_back(start_byte);
+        break;
+      case 3: {  // a false head, sometimes with a few bytes of "data"
+        out.push_back(start_byte);
+        for (int k = 0; k < 6; ++k) out.push_back(static_cast<std::uint8_t>(byte(rng)));
+        out.push_back(start_byte);
+        out.push_back(static_cast<std::uint8_t>(byte(rng)));
+        out.push_back(static_cast<std::uint8_t>(byte(rng)));
+        for (int k = small(rng) - 6; k > 0; --k)
+          out.push_back(static_cast<std::uint8_t>(byte(rng)));
+        break;
+      }
+      case 4: {  // a real frame cut off (a timeout, a collision)
+        const auto wire = encode(random_frame(rng));
+        std::uniform_int_distribution<std::size_t> cut(1, wire.size() - 1);
+        out.insert(out.end(), wire.begin(), wire.begin() + static_cast<std::ptrdiff_t>(cut(rng)));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a false head does not hide the frame after it (issue 8 reproduction)") {
+  const auto bytes = hex("6811111111111168 6812907856341268910833333433AB896745CC16");
+  SUBCASE("one decode step over what was given") {
+    const auto r = decode(bytes);
+    REQUIRE(r.status == DecodeStatus::frame);
+    CHECK(r.skipped == 8);
+    CHECK(r.consumed == bytes.size());
+    CHECK(r.frame.address.to_string() == "123456789012");
+    CHECK(r.frame.control == 0x91);
+    CHECK(to_hex(r.frame.data) == "0000010078563412");
+  }
+  SUBCASE("a capture") {
+    const auto found = capture_frames(bytes);
+    REQUIRE(found.size() == 1);
+    CHECK(found[0].offset == 8);
+  }
+  SUBCASE("a stream fed byte by byte, then the end of input") {
+    std::vector<std::size_t> every;
+    for (std::size_t k = 1; k <= bytes.size(); ++k) every.push_back(k);
+    const auto found = stream_frames(bytes, every);
+    REQUIRE(found.size() == 1);
+    CHECK(found[0].offset == 8);
+  }
+}
+
+TEST_CASE("flush: a candidate cut off by the end is named, and the bytes after it re-scanned") {
+  // A cut-off frame whose data holds a whole frame: next() already finds the
+  // inner one; flush() then names the cut-off head as truncated.
+  auto bytes = hex("68 11 11 11 11 11 11 68 91 30 33 33");
+  const auto inner = hex("68 12 90 78 56 34 12 68 11 04 33 33 34 33 68 16");
+  bytes.insert(bytes.end(), inner.begin(), inner.end());
+  StreamDecoder d;
+  d.feed(bytes);
+  auto r = d.next();
+  REQUIRE(r);
+  CHECK(r->status == DecodeStatus::frame);
+  CHECK(r->skipped == 12);
+  CHECK_FALSE(d.next());
+  CHECK(d.buffered() == 0);
+
+  // Two heads, neither complete: flush names both and leaves nothing.
+  StreamDecoder e;
+  e.feed(hex("FE FE 68 11 11 11 11 11 11 68 91 30 68 22 22 22 22 22 22 68 91 05 33"));
+  CHECK_FALSE(e.next());
+  std::vector<std::size_t> at;
+  for (;;) {
+    const auto base = e.offset();
+    const auto f = e.flush();
+    if (!f) break;
+    CHECK(f->error == FrameError::truncated);
+    at.push_back(base + f->skipped);
+  }
+  // The end of input is named once, at the first candidate it cut off.
+  CHECK(at == std::vector<std::size_t>{2});
+  CHECK(e.buffered() == 0);
+  CHECK(e.offset() == 23);
+}
+
+TEST_CASE("property: no junk prefix, false heads included, loses the frame after it") {
+  std::mt19937 rng(8645);
+  int ambiguous = 0;
+  for (int round = 0; round < 3000; ++round) {
+    CAPTURE(round);
+    auto bytes = junk(rng);
+    const std::size_t at = bytes.size();
+    const Frame f = random_frame(rng);
+    const auto wire = encode(f);
+    bytes.insert(bytes.end(), wire.begin(), wire.end());
+
+    const auto whole = capture_frames(bytes);
+    CHECK(kept(whole, f, at, wire.size()));
+    // fed in random pieces, as a port delivers them, then the end of input
+    std::vector<std::size_t> cuts;
+    std::uniform_int_distribution<std::size_t> step(1, 40);
+    for (std::size_t k = step(rng); k < bytes.size(); k += step(rng)) cuts.push_back(k);
+    cuts.push_back(bytes.size());
+    const auto pieces = stream_frames(bytes, cuts);
+    CHECK(kept(pieces, f, at, wire.size()));
+    if (pieces.empty() || pieces.back().offset != at) ++ambiguous;
+  }
+  // Junk that happens to form a valid frame over the real one is rare.
+  CHECK(ambiguous < 30);
+}
+
+TEST_CASE("encode: data over 255 bytes is an error value, L is never truncated") {
+  Frame f{*Address::parse("123456789012"), 0x91, std::vector<std::uint8_t>(256, 0x00)};
+  CHECK_FALSE(try_encode(f));
+  CHECK(encode(f).empty());  // no frame at all rather than one with L = 00
+  f.data.resize(max_data_size);
+  const auto wire = try_encode(f, 2);
+  REQUIRE(wire);
+  CHECK(wire->size() == 2 + min_frame_size + 255);
+  CHECK((*wire)[2 + 9] == 0xFF);
+  DecodeOptions wide;
+  wide.max_data = 255;
+  const auto r = decode(*wire, wide);
+  REQUIRE(r.status == DecodeStatus::frame);
+  CHECK(r.frame == f);
 }
