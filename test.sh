@@ -84,8 +84,14 @@ if [ "${METERD_SKIP_SANITIZE:-0}" != 1 ]; then
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DMETERD_SANITIZE=ON
 fi
 
-if [ "${METERD_SKIP_FUZZ:-0}" != 1 ] && command -v clang++ >/dev/null; then
+if [ "${METERD_SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz (build-fuzz/, ${METERD_FUZZ_SECONDS:-20} s per target)"
+  # No silent skip: CI says "nothing skipped". install-deps.sh installs clang.
+  if ! command -v clang++ >/dev/null; then
+    echo "fuzz: clang++ not found (toolchains/install-deps.sh installs clang);" \
+      "METERD_SKIP_FUZZ=1 skips fuzzing on purpose" >&2
+    exit 1
+  fi
   CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMETERD_FUZZ=ON -DMETERD_PROTOCOL_ONLY=ON -DBUILD_TESTING=ON >/dev/null
   for target in $(sed -n 's/^add_executable(\(fuzz_[a-z0-9_]*\).*/\1/p' tests/fuzz/CMakeLists.txt); do
