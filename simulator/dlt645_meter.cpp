@@ -13,6 +13,11 @@ namespace meterd::simulator {
 namespace {
 
 using protocol::Decimal;
+using protocol::Event;
+using protocol::EventPart;
+using protocol::Flow;
+using protocol::Measurand;
+using protocol::Parameter;
 
 std::uint64_t splitmix(std::uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -70,29 +75,6 @@ std::string zero_time(std::string_view format) {
     if (t[i] >= '0' && t[i] <= '9') t[i] = '0';
   return t;
 }
-
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
-// ".total" -> 0, ".t3" -> 3, ".l2" -> -2 (phase), anything else -> nullopt.
-std::optional<int> slot_of(std::string_view q) {
-  const auto dot = q.rfind('.');
-  if (dot == std::string_view::npos) return std::nullopt;
-  const auto s = q.substr(dot + 1);
-  if (s == "total") return 0;
-  if (s.size() >= 2 && (s[0] == 't' || s[0] == 'l') && s[1] >= '1' && s[1] <= '9') {
-    int n = 0;
-    for (char c : s.substr(1)) {
-      if (c < '0' || c > '9') return std::nullopt;
-      n = n * 10 + (c - '0');
-    }
-    return s[0] == 't' ? n : -n;
-  }
-  return std::nullopt;
-}
-
-constexpr std::array<const char*, 6> snapshot_kinds{"energy.active.import", "energy.active.export",
-                                                    "energy.reactive.q1",   "energy.reactive.q2",
-                                                    "energy.reactive.q3",   "energy.reactive.q4"};
 
 }  // namespace
 
@@ -339,10 +321,8 @@ std::uint16_t Dlt645Meter::status_word(unsigned n, Millis now) const {
   return w;
 }
 
-std::optional<Dlt645Meter::Data> Dlt645Meter::energy_value(const std::string& q,
+std::optional<Dlt645Meter::Data> Dlt645Meter::energy_value(const protocol::QuantityKey& key,
                                                            const dlt::DataItem& item, Millis now) {
-  const auto slot = slot_of(q);
-  if (!slot) return std::nullopt;
   Registers regs;
   switch (item.frozen) {
     case dlt::Frozen::none:
@@ -364,237 +344,414 @@ std::optional<Dlt645Meter::Data> Dlt645Meter::energy_value(const std::string& q,
       break;
     }
   }
-  int tariff = *slot > 0 ? *slot : 0;
-  if (tariff > static_cast<int>(config_.tariffs) ||
-      static_cast<std::size_t>(tariff) >= regs.r.size())
+  const unsigned tariff = key.phase != 0 ? 0 : key.tariff;
+  if (tariff > config_.tariffs || tariff >= regs.r.size())
     return std::nullopt;  // (hourly freezes keep totals only)
-  const auto& r = regs.r[static_cast<std::size_t>(tariff)];
+  const auto& r = regs.r[tariff];
   std::int64_t v = 0;
-  const std::string kind = q.substr(0, q.rfind('.'));
-  if (kind == "energy.active.import")
-    v = r[imp];
-  else if (kind == "energy.active.export")
-    v = r[exp];
-  else if (kind == "energy.active.combined")
-    v = r[imp] + r[exp];
-  else if (kind == "energy.reactive.import")
-    v = r[q1] + r[q2];
-  else if (kind == "energy.reactive.export")
-    v = r[q3] + r[q4];
-  else if (kind == "energy.reactive.q1")
-    v = r[q1];
-  else if (kind == "energy.reactive.q2")
-    v = r[q2];
-  else if (kind == "energy.reactive.q3")
-    v = r[q3];
-  else if (kind == "energy.reactive.q4")
-    v = r[q4];
-  else if (kind == "energy.apparent.import")
-    v = r[app_imp];
-  else if (kind == "energy.apparent.export")
-    v = r[app_exp];
-  else
-    return std::nullopt;
-  if (*slot < 0) {  // per-phase energy
-    const auto phase = static_cast<std::size_t>(-*slot);
-    if (phase > phase_share_.size()) return Data{};
-    v = static_cast<std::int64_t>(static_cast<double>(v) * phase_share_[phase - 1]);
+  switch (key.flow) {
+    case Flow::active_import:
+      v = r[imp];
+      break;
+    case Flow::active_export:
+      v = r[exp];
+      break;
+    case Flow::active_combined:
+      v = r[imp] + r[exp];
+      break;
+    case Flow::reactive_import:
+      v = r[q1] + r[q2];
+      break;
+    case Flow::reactive_export:
+      v = r[q3] + r[q4];
+      break;
+    case Flow::reactive_q1:
+      v = r[q1];
+      break;
+    case Flow::reactive_q2:
+      v = r[q2];
+      break;
+    case Flow::reactive_q3:
+      v = r[q3];
+      break;
+    case Flow::reactive_q4:
+      v = r[q4];
+      break;
+    case Flow::apparent_import:
+      v = r[app_imp];
+      break;
+    case Flow::apparent_export:
+      v = r[app_exp];
+      break;
+  }
+  if (key.phase != 0) {  // per-phase energy
+    if (key.phase > phase_share_.size()) return Data{};
+    v = static_cast<std::int64_t>(static_cast<double>(v) * phase_share_[key.phase - 1u]);
   }
   return Data{Decimal{v, -9}};  // µWh -> kWh
 }
 
-std::optional<Dlt645Meter::Data> Dlt645Meter::event_value(const std::string& q, unsigned n,
-                                                          Millis now) {
-  // q = "event.<type>.<field...>"
-  const auto second = q.find('.', 6);
-  const std::string type = q.substr(6, second - 6);
-  const std::string field = second == std::string::npos ? "" : q.substr(second + 1);
-  struct Log {
-    const char* type;
-    std::deque<MeterEvent>* log;
-    unsigned* count;
-  };
-  const Log logs[] = {{"power_down", &power_downs_, &power_down_count_},
-                      {"meter_cover_open", &cover_opens_, &cover_open_count_},
-                      {"time_adjust", &time_adjusts_, &time_adjust_count_},
-                      {"relay_trip", &trips_, &trip_count_},
-                      {"relay_close", &closes_, &close_count_},
-                      {"event_clear", &event_clears_, &event_clear_count_},
-                      {"programming", nullptr, &programming_count_},
-                      {"meter_clear", nullptr, &meter_clear_count_},
-                      {"demand_clear", nullptr, &demand_clear_count_}};
-  const Log* log = nullptr;
-  for (const auto& l : logs)
-    if (type == l.type) log = &l;
-  if (field == "count") return Data{Decimal{log ? *log->count : 0, 0}};
-  if (field == "minutes") return Data{Decimal{0, 0}};
-  if (!log || !log->log) {
+std::optional<Dlt645Meter::Data> Dlt645Meter::event_value(const protocol::QuantityKey& key,
+                                                          unsigned n, Millis now) {
+  std::deque<MeterEvent>* log = nullptr;
+  const unsigned* count = nullptr;
+  switch (key.event) {
+    case Event::power_down:
+      log = &power_downs_, count = &power_down_count_;
+      break;
+    case Event::meter_cover_open:
+      log = &cover_opens_, count = &cover_open_count_;
+      break;
+    case Event::time_adjust:
+      log = &time_adjusts_, count = &time_adjust_count_;
+      break;
+    case Event::relay_trip:
+      log = &trips_, count = &trip_count_;
+      break;
+    case Event::relay_close:
+      log = &closes_, count = &close_count_;
+      break;
+    case Event::event_clear:
+      log = &event_clears_, count = &event_clear_count_;
+      break;
+    case Event::programming:
+      count = &programming_count_;
+      break;
+    case Event::meter_clear:
+      count = &meter_clear_count_;
+      break;
+    case Event::demand_clear:
+      count = &demand_clear_count_;
+      break;
+    case Event::voltage_loss:
+    case Event::under_voltage:
+    case Event::over_voltage:
+    case Event::phase_break:
+    case Event::current_loss:
+    case Event::over_current:
+    case Event::current_cut:
+    case Event::reverse_flow:
+    case Event::overload:
+    case Event::voltage_loss_total:
+    case Event::aux_supply_loss:
+    case Event::voltage_reverse_sequence:
+    case Event::current_reverse_sequence:
+    case Event::voltage_unbalance:
+    case Event::current_unbalance:
+    case Event::period_table_program:
+    case Event::zone_table_program:
+    case Event::weekend_program:
+    case Event::holiday_program:
+    case Event::active_combination_program:
+    case Event::reactive1_combination_program:
+    case Event::reactive2_combination_program:
+    case Event::settlement_day_program:
+    case Event::terminal_cover_open:
+      break;  // never happens on this meter: counts 0, no records
+  }
+  // Per-phase counters (voltage loss on L1, …) are not modelled: ERR 02.
+  if (key.phase != 0) return std::nullopt;
+  if (key.part == EventPart::count) return Data{Decimal{count ? *count : 0, 0}};
+  if (key.part == EventPart::minutes) return Data{Decimal{0, 0}};
+  if (!log) {
     // 1997 "last programming / demand-clear time" exists even when zero.
-    if (config_.version == dlt::Version::v1997 && field == "time")
+    if (config_.version == dlt::Version::v1997 && key.part == EventPart::time)
       return Data{std::string("00-00T00:00")};
     return std::nullopt;
   }
-  if (n == 0 || n > log->log->size()) return std::nullopt;
-  const MeterEvent& e = (*log->log)[n - 1];
+  if (n == 0 || n > log->size()) return std::nullopt;
+  const MeterEvent& e = (*log)[n - 1];
   (void)now;
+  // Index of an event's energy snapshot: forward, reverse active, Q1..Q4.
+  const auto snapshot = [&](Flow flow) -> std::optional<std::size_t> {
+    switch (flow) {
+      case Flow::active_import:
+        return 0;
+      case Flow::active_export:
+        return 1;
+      case Flow::reactive_q1:
+        return 2;
+      case Flow::reactive_q2:
+        return 3;
+      case Flow::reactive_q3:
+        return 4;
+      case Flow::reactive_q4:
+        return 5;
+      case Flow::active_combined:
+      case Flow::reactive_import:
+      case Flow::reactive_export:
+      case Flow::apparent_import:
+      case Flow::apparent_export:
+        return std::nullopt;
+    }
+    return std::nullopt;
+  };
   // Times travel as Decimal milliseconds; value() formats them for the field.
-  if (field == "start" || field == "time" || field == "before") return Data{Decimal{e.start, 0}};
-  if (field == "end" || field == "after") return Data{Decimal{e.end, 0}};
-  if (field == "operator") {
-    std::vector<std::uint8_t> be(e.op.rbegin(), e.op.rend());
-    return Data{dlt::to_hex(be)};
-  }
-  if (field == "di") return Data{std::string("FFFFFFFF")};
-  for (std::size_t k = 0; k < snapshot_kinds.size(); ++k) {
-    const std::string kind = std::string(snapshot_kinds[k]) + ".total";
-    if (field == "before." + kind) return Data{Decimal{e.before[k], -9}};
-    if (field == "after." + kind || field == kind) return Data{Decimal{e.after[k], -9}};
+  switch (key.part) {
+    case EventPart::start:
+    case EventPart::time:
+    case EventPart::before:
+      return Data{Decimal{e.start, 0}};
+    case EventPart::end:
+    case EventPart::after:
+      return Data{Decimal{e.end, 0}};
+    case EventPart::operator_code: {
+      std::vector<std::uint8_t> be(e.op.rbegin(), e.op.rend());
+      return Data{dlt::to_hex(be)};
+    }
+    case EventPart::di:
+      return Data{std::string("FFFFFFFF")};
+    case EventPart::energy_before:
+      if (const auto k = snapshot(key.flow)) return Data{Decimal{e.before[*k], -9}};
+      return std::nullopt;
+    case EventPart::energy:
+    case EventPart::energy_after:
+      if (const auto k = snapshot(key.flow)) return Data{Decimal{e.after[*k], -9}};
+      return std::nullopt;
+    case EventPart::count:
+    case EventPart::minutes:
+    case EventPart::di_n:
+      return std::nullopt;
   }
   return std::nullopt;
 }
 
 std::optional<Dlt645Meter::Data> Dlt645Meter::value(const dlt::DataItem& item,
                                                     const dlt::Field& field, Millis now) {
-  const std::string& q = field.quantity;
+  const protocol::QuantityKey& key = field.key;
   const Millis local = local_time(now);
   auto number = [&](std::int64_t m, std::int32_t e) -> std::optional<Data> {
     return Data{quantize(Decimal{m, e}, field.decimals)};
   };
+  // A per-phase array [total, L1, L2, L3]: the total only where the item has
+  // one; FF FF for a phase a single-phase meter does not have.
   auto phase_value = [&](const auto& arr, std::int32_t e, bool with_total) -> std::optional<Data> {
-    const auto slot = slot_of(q);
-    if (!slot) return std::nullopt;
-    if (*slot == 0) return with_total ? number(arr[0], e) : std::nullopt;
-    const auto l = static_cast<std::size_t>(-*slot);
-    if (*slot > 0 || l > 3) return std::nullopt;
-    if (l > phase_share_.size()) return Data{};  // absent phase: FF FF
-    return number(arr[l], e);
+    if (key.phase == 0) return with_total ? number(arr[0], e) : std::nullopt;
+    if (key.phase > 3) return std::nullopt;
+    if (key.phase > phase_share_.size()) return Data{};  // absent phase: FF FF
+    return number(arr[key.phase], e);
+  };
+  auto text = [](const char* s) -> std::optional<Data> { return Data{std::string(s)}; };
+  // Instantaneous variables, from the load curve at `now`.
+  auto instant_value = [&]() -> std::optional<Data> {
+    const Instant v = instant(now);
+    switch (key.measurand) {
+      case Measurand::voltage:
+        return phase_value(v.v_dv, -1, false);
+      case Measurand::current:
+        if (key.phase == protocol::neutral)
+          return phase_share_.size() == 3 ? number(v.i_ma[0], -3) : Data{};
+        return phase_value(v.i_ma, -3, false);
+      case Measurand::power_active_limit_import:
+      case Measurand::power_active_limit_export:
+        return number(999999, -4);
+      case Measurand::power_active_average_1min:
+        return number(v.p_w10[0], -4);
+      case Measurand::power_active:
+        return phase_value(v.p_w10, -4, true);
+      case Measurand::power_reactive:
+        return phase_value(v.q_w10, -4, true);
+      case Measurand::power_apparent:
+        return phase_value(v.s_w10, -4, true);
+      case Measurand::power_factor:
+        return phase_value(v.pf, -3, true);
+      case Measurand::frequency:
+        return number(v.f_chz, -2);
+      case Measurand::temperature_meter:
+        return number(v.temp_dc, -1);
+      case Measurand::demand_active_present:
+        return number(v.p_w10[0], -4);
+      case Measurand::demand_reactive_present:
+        return number(v.q_w10[0], -4);
+      case Measurand::demand_apparent_present:
+        return number(v.s_w10[0], -4);
+      case Measurand::angle: {
+        std::array<std::int64_t, 4> deg{};
+        for (std::size_t l = 1; l <= 3; ++l)
+          deg[l] = static_cast<std::int64_t>(std::acos(static_cast<double>(v.pf[l]) / 1000) * 1800 /
+                                             std::numbers::pi);
+        return phase_value(deg, -1, false);
+      }
+      case Measurand::thd_voltage:
+      case Measurand::thd_current: {
+        const std::array<std::int64_t, 4> pct{0, 180, 190, 170};  // 1.80 %, …
+        return phase_value(pct, -2, false);
+      }
+      case Measurand::harmonic_voltage:
+      case Measurand::harmonic_current:
+        return number(key.index == 1 ? 9999 : 50, -2);  // XX.XX cannot hold 100.00
+      default:  // not an instantaneous variable (value() routes only those here)
+        return std::nullopt;
+    }
   };
 
-  if (starts_with(q, "energy.")) {
-    auto v = energy_value(q, item, now);
-    if (v && std::holds_alternative<Decimal>(*v))
-      return Data{quantize(std::get<Decimal>(*v), field.decimals)};
-    return v;
-  }
-  if (starts_with(q, "event.")) {
-    auto v = event_value(q, item.period, now);
-    if (!v) return v;
-    if (const auto* d = std::get_if<Decimal>(&*v)) {
-      if (field.kind == dlt::FieldKind::datetime) return Data{time_text(field.format, d->mantissa)};
-      return Data{quantize(*d, field.decimals)};
+  switch (key.measurand) {
+    case Measurand::energy: {
+      auto v = energy_value(key, item, now);
+      if (v && std::holds_alternative<Decimal>(*v))
+        return Data{quantize(std::get<Decimal>(*v), field.decimals)};
+      return v;
     }
-    return v;
-  }
-  if (starts_with(q, "demand.") && q.find(".max") != std::string::npos) {
-    const bool is_time = q.size() > 5 && q.substr(q.size() - 5) == ".time";
-    if (!starts_with(q,
-                     "demand.active.import"))  // not tracked by the model: zero, as a fresh meter
-      return is_time ? Data{zero_time(field.format)}
-                     : Data{quantize(Decimal{0, 0}, field.decimals)};
-    const std::string base = is_time ? q.substr(0, q.size() - 5) : q;
-    int tariff = 0;
-    if (const auto s = slot_of(base); s && *s > 0) tariff = *s;
-    if (tariff > static_cast<int>(config_.tariffs)) return std::nullopt;
-    const std::vector<Demand>* list = &demand_;
-    if (item.frozen == dlt::Frozen::monthly) {
-      if (item.period == 0 || item.period > monthly_.size()) return std::nullopt;
-      list = &monthly_[item.period - 1].demand;
-    } else if (item.frozen == dlt::Frozen::daily) {
-      if (item.period == 0 || item.period > daily_.size()) return std::nullopt;
-      list = &daily_[item.period - 1].demand;
-    } else if (item.frozen != dlt::Frozen::none) {
-      return std::nullopt;
+    case Measurand::event: {
+      auto v = event_value(key, item.period, now);
+      if (!v) return v;
+      if (const auto* d = std::get_if<Decimal>(&*v)) {
+        if (field.kind == dlt::FieldKind::datetime)
+          return Data{time_text(field.format, d->mantissa)};
+        return Data{quantize(*d, field.decimals)};
+      }
+      return v;
     }
-    advance(now);
-    const Demand& d = (*list)[static_cast<std::size_t>(tariff)];
-    if (is_time)
-      return Data{d.at_local == 0 ? zero_time(field.format) : time_text(field.format, d.at_local)};
-    return number(d.max_w10, -4);  // 0.1 W = 0.0001 kW
-  }
-  if (q == "freeze.time") {
-    const auto& list = item.frozen == dlt::Frozen::daily     ? daily_
-                       : item.frozen == dlt::Frozen::hourly  ? hourly_
-                       : item.frozen == dlt::Frozen::monthly ? monthly_
-                       : item.frozen == dlt::Frozen::instant ? instant_freezes_
-                                                             : timed_;
-    if (item.period == 0 || item.period > list.size()) return std::nullopt;
-    return Data{time_text(field.format, list[item.period - 1].local_time)};
-  }
-  const Instant v = instant(now);
-  if (starts_with(q, "voltage.")) return phase_value(v.v_dv, -1, false);
-  if (q == "current.n") return phase_share_.size() == 3 ? number(v.i_ma[0], -3) : Data{};
-  if (starts_with(q, "current.")) return phase_value(v.i_ma, -3, false);
-  if (starts_with(q, "power.active.limit")) return number(999999, -4);
-  if (starts_with(q, "power.active.average")) return number(v.p_w10[0], -4);
-  if (starts_with(q, "power.active.")) return phase_value(v.p_w10, -4, true);
-  if (starts_with(q, "power.reactive.")) return phase_value(v.q_w10, -4, true);
-  if (starts_with(q, "power.apparent.")) return phase_value(v.s_w10, -4, true);
-  if (starts_with(q, "power_factor.")) return phase_value(v.pf, -3, true);
-  if (q == "frequency") return number(v.f_chz, -2);
-  if (q == "temperature.meter") return number(v.temp_dc, -1);
-  if (q == "demand.active.present") return number(v.p_w10[0], -4);
-  if (q == "demand.reactive.present") return number(v.q_w10[0], -4);
-  if (q == "demand.apparent.present") return number(v.s_w10[0], -4);
-  if (starts_with(q, "angle.")) {
-    std::array<std::int64_t, 4> deg{};
-    for (std::size_t l = 1; l <= 3; ++l)
-      deg[l] = static_cast<std::int64_t>(std::acos(static_cast<double>(v.pf[l]) / 1000) * 1800 /
-                                         std::numbers::pi);
-    return phase_value(deg, -1, false);
-  }
-  if (starts_with(q, "thd.") || starts_with(q, "harmonic.")) {
-    std::array<std::int64_t, 4> pct{0, 180, 190, 170};  // 1.80 %, …
-    if (starts_with(q, "harmonic.")) {
-      const bool fundamental = q.substr(q.size() - 4) == ".h01";
-      return number(fundamental ? 9999 : 50, -2);  // XX.XX cannot hold 100.00
+    case Measurand::demand_max: {
+      if (key.flow != Flow::active_import)  // not tracked by the model: zero, as a fresh meter
+        return key.is_time ? Data{zero_time(field.format)}
+                           : Data{quantize(Decimal{0, 0}, field.decimals)};
+      if (key.tariff > config_.tariffs) return std::nullopt;
+      const std::vector<Demand>* list = &demand_;
+      if (item.frozen == dlt::Frozen::monthly) {
+        if (item.period == 0 || item.period > monthly_.size()) return std::nullopt;
+        list = &monthly_[item.period - 1].demand;
+      } else if (item.frozen == dlt::Frozen::daily) {
+        if (item.period == 0 || item.period > daily_.size()) return std::nullopt;
+        list = &daily_[item.period - 1].demand;
+      } else if (item.frozen != dlt::Frozen::none) {
+        return std::nullopt;
+      }
+      advance(now);
+      const Demand& d = (*list)[key.tariff];
+      if (key.is_time)
+        return Data{d.at_local == 0 ? zero_time(field.format)
+                                    : time_text(field.format, d.at_local)};
+      return number(d.max_w10, -4);  // 0.1 W = 0.0001 kW
     }
-    return phase_value(pct, -2, false);
+    case Measurand::freeze_time: {
+      const auto& list = item.frozen == dlt::Frozen::daily     ? daily_
+                         : item.frozen == dlt::Frozen::hourly  ? hourly_
+                         : item.frozen == dlt::Frozen::monthly ? monthly_
+                         : item.frozen == dlt::Frozen::instant ? instant_freezes_
+                                                               : timed_;
+      if (item.period == 0 || item.period > list.size()) return std::nullopt;
+      return Data{time_text(field.format, list[item.period - 1].local_time)};
+    }
+    case Measurand::load_profile_record:
+    case Measurand::prepaid_remaining_energy:
+    case Measurand::prepaid_remaining_money:
+      return std::nullopt;  // not modelled: ERR 02
+    case Measurand::voltage:
+    case Measurand::current:
+    case Measurand::power_active:
+    case Measurand::power_reactive:
+    case Measurand::power_apparent:
+    case Measurand::power_factor:
+    case Measurand::angle:
+    case Measurand::thd_voltage:
+    case Measurand::thd_current:
+    case Measurand::harmonic_voltage:
+    case Measurand::harmonic_current:
+    case Measurand::frequency:
+    case Measurand::power_active_average_1min:
+    case Measurand::power_active_limit_import:
+    case Measurand::power_active_limit_export:
+    case Measurand::demand_active_present:
+    case Measurand::demand_reactive_present:
+    case Measurand::demand_apparent_present:
+    case Measurand::temperature_meter:
+      return instant_value();
+    case Measurand::battery_clock_voltage:
+      return number(360, -2);
+    case Measurand::battery_reading_voltage:
+      return number(600, -2);
+    case Measurand::battery_working_time:
+      return number((now - start_) / ms_per_minute, 0);
+    case Measurand::status_word: {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "%04X", status_word(key.index, now));
+      return Data{std::string(buf)};
+    }
+    case Measurand::status_meter:
+    case Measurand::status_grid:
+    case Measurand::status_weekend:
+      return text("00");
+    case Measurand::parameter:
+      break;
   }
-  if (q == "battery.clock.voltage") return number(360, -2);
-  if (q == "battery.reading.voltage") return number(600, -2);
-  if (q == "battery.working_time") return number((now - start_) / ms_per_minute, 0);
-  if (q == "meter.date") return Data{time_text(field.format, local)};
-  if (q == "meter.time") return Data{time_text(field.format, local)};
-  if (q == "meter.weekday") return number(civil(local).weekday, 0);
-  if (q == "meter.address" || q == "meter.number" || q == "meter.device_code")
-    return Data{config_.address.to_string()};
-  if (q == "meter.user_number") return Data{std::string("000000000000")};
-  if (q == "meter.tariff_count") return number(config_.tariffs, 0);
-  if (q == "meter.active_constant" || q == "meter.reactive_constant") return number(1200, 0);
-  if (q == "meter.settlement_day1") return Data{std::string("01T00")};
-  if (starts_with(q, "meter.settlement_day")) return Data{};  // unset: FF FF (99 is no day)
-  if (q == "meter.demand_period") return number(15, 0);
-  if (q == "meter.demand_slide") return number(1, 0);
-  if (q == "meter.zone_count" || q == "meter.period_table_count") return number(1, 0);
-  if (q == "meter.period_count") return number(8, 0);
-  if (q == "meter.holiday_count") return number(0, 0);
-  if (q == "meter.asset_number") return Data{config_.id};
-  if (q == "meter.rated_voltage") return Data{std::string(config_.phases == 3 ? "3x220V" : "220V")};
-  if (q == "meter.rated_current") return Data{std::string("5A")};
-  if (q == "meter.max_current") return Data{std::string("60A")};
-  if (q == "meter.active_class") return Data{std::string("1.0")};
-  if (q == "meter.reactive_class") return Data{std::string("2.0")};
-  if (q == "meter.model")
-    return Data{std::string(config_.phases == 3 ? "METERSIM-3" : "METERSIM-1")};
-  if (q == "meter.production_date") return Data{std::string("2024-01-01")};
-  if (q == "meter.protocol_version")
-    return Data{
-        std::string(config_.version == dlt::Version::v2007 ? "DL/T645-2007" : "DL/T645-1997")};
-  if (q == "meter.software_version") return Data{std::string("metersim 1")};
-  if (q == "meter.hardware_version") return Data{std::string("virtual")};
-  if (q == "meter.vendor") return Data{std::string("meterd")};
-  if (starts_with(q, "meter.baud_word")) return Data{std::string("08")};
-  if (q == "meter.combination_word1") return Data{std::string("05")};
-  if (q == "meter.combination_word2") return Data{std::string("05")};
-  if (q == "meter.combination_word3") return Data{std::string("50")};
-  if (starts_with(q, "status.word")) {
-    const unsigned n = static_cast<unsigned>(q.back() - '0');
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "%04X", status_word(n, now));
-    return Data{std::string(buf)};
+
+  switch (key.parameter) {
+    case Parameter::date:
+    case Parameter::time:
+      return Data{time_text(field.format, local)};
+    case Parameter::weekday:
+      return number(civil(local).weekday, 0);
+    case Parameter::address:
+    case Parameter::number:
+    case Parameter::device_code:
+      return Data{config_.address.to_string()};
+    case Parameter::user_number:
+      return text("000000000000");
+    case Parameter::tariff_count:
+      return number(config_.tariffs, 0);
+    case Parameter::active_constant:
+    case Parameter::reactive_constant:
+      return number(1200, 0);
+    case Parameter::settlement_day:  // day 1 at 00:00; the others unset: FF FF
+      return key.index == 1 ? text("01T00") : Data{};
+    case Parameter::demand_period:
+      return number(15, 0);
+    case Parameter::demand_slide:
+      return number(1, 0);
+    case Parameter::zone_count:
+    case Parameter::period_table_count:
+      return number(1, 0);
+    case Parameter::period_count:
+      return number(8, 0);
+    case Parameter::holiday_count:
+      return number(0, 0);
+    case Parameter::asset_number:
+      return Data{config_.id};
+    case Parameter::rated_voltage:
+      return text(config_.phases == 3 ? "3x220V" : "220V");
+    case Parameter::rated_current:
+      return text("5A");
+    case Parameter::max_current:
+      return text("60A");
+    case Parameter::active_class:
+      return text("1.0");
+    case Parameter::reactive_class:
+      return text("2.0");
+    case Parameter::model:
+      return text(config_.phases == 3 ? "METERSIM-3" : "METERSIM-1");
+    case Parameter::production_date:
+      return text("2024-01-01");
+    case Parameter::protocol_version:
+      return text(config_.version == dlt::Version::v2007 ? "DL/T645-2007" : "DL/T645-1997");
+    case Parameter::software_version:
+      return text("metersim 1");
+    case Parameter::hardware_version:
+      return text("virtual");
+    case Parameter::vendor:
+      return text("meterd");
+    case Parameter::baud_word:
+      return text("08");
+    case Parameter::combination_word:
+      return text(key.index == 3 ? "50" : "05");
+    case Parameter::pulse_width:
+    case Parameter::zone_switch_time:
+    case Parameter::period_switch_time:
+    case Parameter::harmonic_order:
+    case Parameter::weekend_word:
+    case Parameter::weekend_table:
+    case Parameter::load_record_mode:
+    case Parameter::freeze_mode:
+    case Parameter::load_record_start:
+    case Parameter::load_record_interval:
+    case Parameter::password:
+    case Parameter::report_status:
+    case Parameter::display_cycle:
+    case Parameter::display_duration:
+    case Parameter::display_energy_decimals:
+    case Parameter::display_power_decimals:
+      break;
   }
-  if (q == "status.meter" || q == "status.grid" || q == "status.weekend")
-    return Data{std::string("00")};
   return std::nullopt;  // the meter has no such data: ERR 02
 }
 

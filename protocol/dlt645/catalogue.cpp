@@ -11,46 +11,51 @@
 
 namespace meterd::protocol::dlt645 {
 
+using protocol::to_string;
+
 namespace {
 
 // ---- building blocks ------------------------------------------------------
 
-Field num(std::uint8_t size, std::int8_t decimals, bool is_signed, std::string quantity,
+Field num(std::uint8_t size, std::int8_t decimals, bool is_signed, const QuantityKey& key,
           std::string unit) {
   Field f;
   f.kind = FieldKind::number;
   f.size = size;
   f.decimals = decimals;
   f.is_signed = is_signed;
-  f.quantity = std::move(quantity);
+  f.key = key;
+  f.quantity = to_string(key);
   f.unit = std::move(unit);
   return f;
 }
 
-Field when(std::string_view format, std::string quantity) {
+Field when(std::string_view format, const QuantityKey& key) {
   Field f;
   f.kind = FieldKind::datetime;
   f.size = static_cast<std::uint8_t>(format.size() / 2);
   f.format = format;
-  f.quantity = std::move(quantity);
+  f.key = key;
+  f.quantity = to_string(key);
   return f;
 }
 
-Field text(FieldKind kind, std::uint8_t size, std::string quantity) {
+Field text(FieldKind kind, std::uint8_t size, const QuantityKey& key) {
   Field f;
   f.kind = kind;
   f.size = size;
-  f.quantity = std::move(quantity);
+  f.key = key;
+  f.quantity = to_string(key);
   return f;
 }
 
-Field count(std::uint8_t size, std::string quantity, std::string unit = "") {
-  return num(size, 0, false, std::move(quantity), std::move(unit));
+Field count(std::uint8_t size, const QuantityKey& key, std::string unit = "") {
+  return num(size, 0, false, key, std::move(unit));
 }
 
 // Day of the week, 0 = Sunday .. 6 = Saturday (DL/T 645-2007 Appendix A.4, 04000101).
 Field weekday() {
-  Field f = count(1, "meter.weekday");
+  Field f = count(1, parameter_key(Parameter::weekday));
   f.max = 6;
   return f;
 }
@@ -99,7 +104,8 @@ constexpr BitNames sw7_bits{"voltage reverse sequence", "current reverse sequenc
                             "terminal cover open"};
 
 Field status_word(unsigned n) {
-  Field f = text(FieldKind::hex, 2, "status.word" + std::to_string(n));
+  Field f = text(FieldKind::hex, 2,
+                 measurand_key(Measurand::status_word, 0, static_cast<std::uint8_t>(n)));
   static const BitNames* const tables[] = {&sw1_bits,         &sw2_bits,         &sw3_bits,
                                            &phase_fault_bits, &phase_fault_bits, &phase_fault_bits,
                                            &sw7_bits};
@@ -145,7 +151,7 @@ std::uint8_t byte_of(std::uint32_t di, int k) { return static_cast<std::uint8_t>
 
 struct EnergyKind {
   std::uint8_t code;
-  const char* quantity;  // base, without ".total" / ".tN" / ".l1"
+  Flow flow;
   const char* unit;
   const char* name;
   bool is_signed;  // §5 / Appendix A notes: combined items carry a sign
@@ -154,17 +160,17 @@ struct EnergyKind {
 // DL/T 645-2007 Appendix A.1. Combined reactive 1/2 map to import/export
 // with the usual combination words (04000602 = Q1+Q2, 04000603 = Q3+Q4).
 constexpr std::array<EnergyKind, 11> energy_kinds{{
-    {0x00, "energy.active.combined", "kWh", "combined active energy", true},
-    {0x01, "energy.active.import", "kWh", "forward active energy", false},
-    {0x02, "energy.active.export", "kWh", "reverse active energy", false},
-    {0x03, "energy.reactive.import", "kvarh", "combined reactive 1 energy", true},
-    {0x04, "energy.reactive.export", "kvarh", "combined reactive 2 energy", true},
-    {0x05, "energy.reactive.q1", "kvarh", "quadrant I reactive energy", false},
-    {0x06, "energy.reactive.q2", "kvarh", "quadrant II reactive energy", false},
-    {0x07, "energy.reactive.q3", "kvarh", "quadrant III reactive energy", false},
-    {0x08, "energy.reactive.q4", "kvarh", "quadrant IV reactive energy", false},
-    {0x09, "energy.apparent.import", "kVAh", "forward apparent energy", false},
-    {0x0A, "energy.apparent.export", "kVAh", "reverse apparent energy", false},
+    {0x00, Flow::active_combined, "kWh", "combined active energy", true},
+    {0x01, Flow::active_import, "kWh", "forward active energy", false},
+    {0x02, Flow::active_export, "kWh", "reverse active energy", false},
+    {0x03, Flow::reactive_import, "kvarh", "combined reactive 1 energy", true},
+    {0x04, Flow::reactive_export, "kvarh", "combined reactive 2 energy", true},
+    {0x05, Flow::reactive_q1, "kvarh", "quadrant I reactive energy", false},
+    {0x06, Flow::reactive_q2, "kvarh", "quadrant II reactive energy", false},
+    {0x07, Flow::reactive_q3, "kvarh", "quadrant III reactive energy", false},
+    {0x08, Flow::reactive_q4, "kvarh", "quadrant IV reactive energy", false},
+    {0x09, Flow::apparent_import, "kVAh", "forward apparent energy", false},
+    {0x0A, Flow::apparent_export, "kVAh", "reverse apparent energy", false},
 }};
 
 const EnergyKind& energy_kind(std::uint8_t code) { return energy_kinds[code]; }
@@ -175,10 +181,6 @@ constexpr std::uint8_t block = 0xFF;
 // Per-phase items: A from 15H, B from 29H, C from 3DH, in the order of
 // energy kinds 01..0A.
 constexpr std::array<std::uint8_t, 3> phase_base{0x15, 0x29, 0x3D};
-
-std::string slot_suffix(unsigned tariff) {
-  return tariff == 0 ? ".total" : ".t" + std::to_string(tariff);
-}
 
 std::string tariff_name(std::uint8_t d1) {
   if (d1 == block) return "block (total and tariffs)";
@@ -197,21 +199,13 @@ void set_period(DataItem& item, std::uint8_t d0) {
 }
 
 Field energy_field(const EnergyKind& k, unsigned tariff) {
-  return num(4, 2, k.is_signed, k.quantity + slot_suffix(tariff), k.unit);
+  return num(4, 2, k.is_signed, energy_key(k.flow, static_cast<std::uint8_t>(tariff)), k.unit);
 }
 
 // A "total + tariffs" block of one energy kind: groups of one field.
 void energy_block(DataItem& item, const EnergyKind& k, std::uint8_t max_tariffs) {
   for (unsigned t = 0; t <= max_tariffs; ++t) item.fields.push_back(energy_field(k, t));
   item.group_size = 1;
-}
-
-std::string demand_quantity(const EnergyKind& k, unsigned tariff) {
-  std::string q = k.quantity;
-  q.replace(0, 6, "demand");  // "energy.x" -> "demand.x"
-  q += ".max";
-  if (tariff > 0) q += ".t" + std::to_string(tariff);
-  return q;
 }
 
 std::string demand_unit(const EnergyKind& k) {
@@ -221,8 +215,9 @@ std::string demand_unit(const EnergyKind& k) {
 }
 
 void demand_group(DataItem& item, const EnergyKind& k, unsigned tariff) {
-  item.fields.push_back(num(3, 4, k.is_signed, demand_quantity(k, tariff), demand_unit(k)));
-  item.fields.push_back(when("YYMMDDhhmm", demand_quantity(k, tariff) + ".time"));
+  const auto t = static_cast<std::uint8_t>(tariff);
+  item.fields.push_back(num(3, 4, k.is_signed, demand_key(k.flow, t, false), demand_unit(k)));
+  item.fields.push_back(when("YYMMDDhhmm", demand_key(k.flow, t, true)));
 }
 
 DataItem energy_2007(std::uint32_t di) {
@@ -242,10 +237,10 @@ DataItem phase_energy_2007(std::uint32_t di) {
   unsigned phase = 0;
   while (phase + 1 < phase_base.size() && d2 >= phase_base[phase + 1]) ++phase;
   const auto& k = energy_kind(static_cast<std::uint8_t>(d2 - phase_base[phase] + 1));
-  const std::string l = ".l" + std::to_string(phase + 1);
   DataItem item{Version::v2007, di,
                 std::string("phase ") + "ABC"[phase] + " " + k.name + period_name(d0)};
-  item.fields.push_back(num(4, 2, k.is_signed, k.quantity + l, k.unit));
+  item.fields.push_back(
+      num(4, 2, k.is_signed, energy_key(k.flow, 0, static_cast<std::uint8_t>(phase + 1)), k.unit));
   set_period(item, d0);
   return item;
 }
@@ -270,7 +265,7 @@ DataItem demand_2007(std::uint32_t di) {
 
 struct Variable {
   std::uint8_t d2;
-  const char* quantity;  // base; phases add .l1.., total adds .total
+  Measurand measurand;
   const char* unit;
   const char* name;
   std::uint8_t size, decimals;
@@ -280,15 +275,15 @@ struct Variable {
 
 // DL/T 645-2007 Appendix A.3.
 constexpr std::array<Variable, 9> variables{{
-    {0x01, "voltage", "V", "voltage", 2, 1, false, false},
-    {0x02, "current", "A", "current", 3, 3, true, false},
-    {0x03, "power.active", "kW", "active power", 3, 4, true, true},
-    {0x04, "power.reactive", "kvar", "reactive power", 3, 4, true, true},
-    {0x05, "power.apparent", "kVA", "apparent power", 3, 4, true, true},
-    {0x06, "power_factor", "", "power factor", 2, 3, true, true},
-    {0x07, "angle", "°", "phase angle", 2, 1, false, false},
-    {0x08, "thd.voltage", "%", "voltage distortion", 2, 2, false, false},
-    {0x09, "thd.current", "%", "current distortion", 2, 2, false, false},
+    {0x01, Measurand::voltage, "V", "voltage", 2, 1, false, false},
+    {0x02, Measurand::current, "A", "current", 3, 3, true, false},
+    {0x03, Measurand::power_active, "kW", "active power", 3, 4, true, true},
+    {0x04, Measurand::power_reactive, "kvar", "reactive power", 3, 4, true, true},
+    {0x05, Measurand::power_apparent, "kVA", "apparent power", 3, 4, true, true},
+    {0x06, Measurand::power_factor, "", "power factor", 2, 3, true, true},
+    {0x07, Measurand::angle, "°", "phase angle", 2, 1, false, false},
+    {0x08, Measurand::thd_voltage, "%", "voltage distortion", 2, 2, false, false},
+    {0x09, Measurand::thd_current, "%", "current distortion", 2, 2, false, false},
 }};
 
 const Variable* find_variable(std::uint8_t d2) {
@@ -298,9 +293,8 @@ const Variable* find_variable(std::uint8_t d2) {
 }
 
 Field variable_field(const Variable& v, unsigned phase) {
-  const std::string q =
-      std::string(v.quantity) + (phase == 0 ? ".total" : ".l" + std::to_string(phase));
-  return num(v.size, static_cast<std::int8_t>(v.decimals), v.is_signed, q, v.unit);
+  return num(v.size, static_cast<std::int8_t>(v.decimals), v.is_signed,
+             measurand_key(v.measurand, static_cast<std::uint8_t>(phase)), v.unit);
 }
 
 DataItem variable_2007(std::uint32_t di) {
@@ -321,12 +315,11 @@ DataItem variable_2007(std::uint32_t di) {
 DataItem harmonic_2007(std::uint32_t di) {
   const auto d2 = byte_of(di, 2), d1 = byte_of(di, 1), d0 = byte_of(di, 0);
   const bool voltage = d2 == 0x0A;
-  const std::string base =
-      std::string(voltage ? "harmonic.voltage" : "harmonic.current") + ".l" + std::to_string(d1);
   const auto field = [&](unsigned n) {
-    char h[8];
-    std::snprintf(h, sizeof h, ".h%02u", n);
-    return num(2, 2, false, base + h, "%");
+    return num(2, 2, false,
+               measurand_key(voltage ? Measurand::harmonic_voltage : Measurand::harmonic_current,
+                             d1, static_cast<std::uint8_t>(n)),
+               "%");
   };
   DataItem item{Version::v2007, di,
                 std::string("phase ") + "ABC"[d1 - 1] + (voltage ? " voltage" : " current") +
@@ -346,43 +339,47 @@ DataItem misc_variable_2007(std::uint32_t di) {
   switch (byte_of(di, 0)) {
     case 0x01:
       item.name = "neutral current";
-      item.fields.push_back(num(3, 3, true, "current.n", "A"));
+      item.fields.push_back(num(3, 3, true, measurand_key(Measurand::current, neutral), "A"));
       break;
     case 0x02:
       item.name = "grid frequency";
-      item.fields.push_back(num(2, 2, false, "frequency", "Hz"));
+      item.fields.push_back(num(2, 2, false, measurand_key(Measurand::frequency), "Hz"));
       break;
     case 0x03:
       item.name = "one-minute average total active power";
-      item.fields.push_back(num(3, 4, true, "power.active.average_1min", "kW"));
+      item.fields.push_back(
+          num(3, 4, true, measurand_key(Measurand::power_active_average_1min), "kW"));
       break;
     case 0x04:
       item.name = "current active demand";
-      item.fields.push_back(num(3, 4, true, "demand.active.present", "kW"));
+      item.fields.push_back(num(3, 4, true, measurand_key(Measurand::demand_active_present), "kW"));
       break;
     case 0x05:
       item.name = "current reactive demand";
-      item.fields.push_back(num(3, 4, true, "demand.reactive.present", "kvar"));
+      item.fields.push_back(
+          num(3, 4, true, measurand_key(Measurand::demand_reactive_present), "kvar"));
       break;
     case 0x06:
       item.name = "current apparent demand";
-      item.fields.push_back(num(3, 4, true, "demand.apparent.present", "kVA"));
+      item.fields.push_back(
+          num(3, 4, true, measurand_key(Measurand::demand_apparent_present), "kVA"));
       break;
     case 0x07:
       item.name = "meter internal temperature";
-      item.fields.push_back(num(2, 1, true, "temperature.meter", "°C"));
+      item.fields.push_back(num(2, 1, true, measurand_key(Measurand::temperature_meter), "°C"));
       break;
     case 0x08:
       item.name = "clock battery voltage";
-      item.fields.push_back(num(2, 2, false, "battery.clock.voltage", "V"));
+      item.fields.push_back(num(2, 2, false, measurand_key(Measurand::battery_clock_voltage), "V"));
       break;
     case 0x09:
       item.name = "meter-reading battery voltage";
-      item.fields.push_back(num(2, 2, false, "battery.reading.voltage", "V"));
+      item.fields.push_back(
+          num(2, 2, false, measurand_key(Measurand::battery_reading_voltage), "V"));
       break;
     case 0x0A:
       item.name = "internal battery working time";
-      item.fields.push_back(count(4, "battery.working_time", "min"));
+      item.fields.push_back(count(4, measurand_key(Measurand::battery_working_time), "min"));
       break;
   }
   return item;
@@ -392,29 +389,29 @@ DataItem misc_variable_2007(std::uint32_t di) {
 
 struct PhaseEvent {
   std::uint8_t d2;
-  const char* key;
+  Event event;
   const char* name;
 };
 // Per-phase count and cumulative minutes, 3 × (XXXXXX, XXXXXX) (Appendix A.5).
 constexpr std::array<PhaseEvent, 9> phase_events{{
-    {0x01, "voltage_loss", "loss of voltage"},
-    {0x02, "under_voltage", "under-voltage"},
-    {0x03, "over_voltage", "over-voltage"},
-    {0x04, "phase_break", "phase break"},
-    {0x0B, "current_loss", "loss of current"},
-    {0x0C, "over_current", "over-current"},
-    {0x0D, "current_cut", "current cut"},
-    {0x0E, "reverse_flow", "reverse power flow"},
-    {0x0F, "overload", "overload"},
+    {0x01, Event::voltage_loss, "loss of voltage"},
+    {0x02, Event::under_voltage, "under-voltage"},
+    {0x03, Event::over_voltage, "over-voltage"},
+    {0x04, Event::phase_break, "phase break"},
+    {0x0B, Event::current_loss, "loss of current"},
+    {0x0C, Event::over_current, "over-current"},
+    {0x0D, Event::current_cut, "current cut"},
+    {0x0E, Event::reverse_flow, "reverse power flow"},
+    {0x0F, Event::overload, "overload"},
 }};
 // Whole-meter count and cumulative minutes (XXXXXX, XXXXXX).
 constexpr std::array<PhaseEvent, 6> meter_events{{
-    {0x05, "voltage_loss_total", "total loss of voltage"},
-    {0x06, "aux_supply_loss", "auxiliary supply loss"},
-    {0x07, "voltage_reverse_sequence", "voltage reverse sequence"},
-    {0x08, "current_reverse_sequence", "current reverse sequence"},
-    {0x09, "voltage_unbalance", "voltage unbalance"},
-    {0x0A, "current_unbalance", "current unbalance"},
+    {0x05, Event::voltage_loss_total, "total loss of voltage"},
+    {0x06, Event::aux_supply_loss, "auxiliary supply loss"},
+    {0x07, Event::voltage_reverse_sequence, "voltage reverse sequence"},
+    {0x08, Event::current_reverse_sequence, "current reverse sequence"},
+    {0x09, Event::voltage_unbalance, "voltage unbalance"},
+    {0x0A, Event::current_unbalance, "current unbalance"},
 }};
 
 DataItem phase_event_counts(std::uint32_t di) {
@@ -424,9 +421,9 @@ DataItem phase_event_counts(std::uint32_t di) {
   DataItem item{Version::v2007, di,
                 std::string(e->name) + " count and cumulative time, phases A/B/C"};
   for (unsigned p = 1; p <= 3; ++p) {
-    const std::string base = std::string("event.") + e->key + ".l" + std::to_string(p);
-    item.fields.push_back(count(3, base + ".count"));
-    item.fields.push_back(count(3, base + ".minutes", "min"));
+    const auto l = static_cast<std::uint8_t>(p);
+    item.fields.push_back(count(3, event_key(e->event, EventPart::count, l)));
+    item.fields.push_back(count(3, event_key(e->event, EventPart::minutes, l), "min"));
   }
   return item;
 }
@@ -436,83 +433,90 @@ DataItem meter_event_counts(std::uint32_t di) {
   const auto* e = std::find_if(meter_events.begin(), meter_events.end(),
                                [&](const PhaseEvent& p) { return p.d2 == d2; });
   DataItem item{Version::v2007, di, std::string(e->name) + " count and cumulative time"};
-  item.fields.push_back(count(3, std::string("event.") + e->key + ".count"));
-  item.fields.push_back(count(3, std::string("event.") + e->key + ".minutes", "min"));
+  item.fields.push_back(count(3, event_key(e->event, EventPart::count)));
+  item.fields.push_back(count(3, event_key(e->event, EventPart::minutes), "min"));
   return item;
 }
 
-void snapshot_energies(DataItem& item, const std::string& prefix) {
+void snapshot_energies(DataItem& item, Event event, EventPart part) {
   // forward active, reverse active, quadrant I..IV reactive totals
   static constexpr std::array<std::uint8_t, 6> kinds{0x01, 0x02, 0x05, 0x06, 0x07, 0x08};
   for (auto code : kinds) {
     const auto& k = energy_kind(code);
-    item.fields.push_back(num(4, 2, false, prefix + "." + k.quantity + ".total", k.unit));
+    item.fields.push_back(num(4, 2, false, event_key(event, part, 0, k.flow), k.unit));
   }
 }
 
 DataItem power_down(std::uint32_t di) {
   const auto d0 = byte_of(di, 0);
   if (d0 == 0)
-    return {Version::v2007, di, "power-down count", {count(3, "event.power_down.count")}};
+    return {Version::v2007,
+            di,
+            "power-down count",
+            {count(3, event_key(Event::power_down, EventPart::count))}};
   DataItem item{Version::v2007, di, "power-down record, last " + ordinal(d0)};
-  item.fields = {when("YYMMDDhhmmss", "event.power_down.start"),
-                 when("YYMMDDhhmmss", "event.power_down.end")};
+  item.fields = {when("YYMMDDhhmmss", event_key(Event::power_down, EventPart::start)),
+                 when("YYMMDDhhmmss", event_key(Event::power_down, EventPart::end))};
   item.period = d0;
   return item;
 }
 
 struct Programming {
   std::uint8_t d1;
-  const char* key;
+  Event event;
   const char* name;
 };
 // 0330xx00 counts (Appendix A.5, programming-type events).
 constexpr std::array<Programming, 15> programming_events{{
-    {0x00, "programming", "programming"},
-    {0x01, "meter_clear", "meter clear"},
-    {0x02, "demand_clear", "demand clear"},
-    {0x03, "event_clear", "event clear"},
-    {0x04, "time_adjust", "time adjust"},
-    {0x05, "period_table_program", "daily period table programming"},
-    {0x06, "zone_table_program", "time-zone table programming"},
-    {0x07, "weekend_program", "weekend programming"},
-    {0x08, "holiday_program", "holiday programming"},
-    {0x09, "active_combination_program", "active combination programming"},
-    {0x0A, "reactive1_combination_program", "reactive 1 combination programming"},
-    {0x0B, "reactive2_combination_program", "reactive 2 combination programming"},
-    {0x0C, "settlement_day_program", "settlement day programming"},
-    {0x0D, "meter_cover_open", "meter cover open"},
-    {0x0E, "terminal_cover_open", "terminal cover open"},
+    {0x00, Event::programming, "programming"},
+    {0x01, Event::meter_clear, "meter clear"},
+    {0x02, Event::demand_clear, "demand clear"},
+    {0x03, Event::event_clear, "event clear"},
+    {0x04, Event::time_adjust, "time adjust"},
+    {0x05, Event::period_table_program, "daily period table programming"},
+    {0x06, Event::zone_table_program, "time-zone table programming"},
+    {0x07, Event::weekend_program, "weekend programming"},
+    {0x08, Event::holiday_program, "holiday programming"},
+    {0x09, Event::active_combination_program, "active combination programming"},
+    {0x0A, Event::reactive1_combination_program, "reactive 1 combination programming"},
+    {0x0B, Event::reactive2_combination_program, "reactive 2 combination programming"},
+    {0x0C, Event::settlement_day_program, "settlement day programming"},
+    {0x0D, Event::meter_cover_open, "meter cover open"},
+    {0x0E, Event::terminal_cover_open, "terminal cover open"},
 }};
 
 DataItem programming_event(std::uint32_t di) {
   const auto d1 = byte_of(di, 1), d0 = byte_of(di, 0);
   const auto& p = programming_events[d1];
-  const std::string base = std::string("event.") + p.key;
+  const auto key = [&](EventPart part, std::uint8_t index = 0) {
+    return event_key(p.event, part, 0, Flow::active_import, index);
+  };
   if (d0 == 0)
-    return {Version::v2007, di, std::string(p.name) + " count", {count(3, base + ".count")}};
+    return {Version::v2007, di, std::string(p.name) + " count", {count(3, key(EventPart::count))}};
   DataItem item{Version::v2007, di, std::string(p.name) + " record, last " + ordinal(d0)};
   item.period = d0;
   switch (d1) {
     case 0x00:  // time, operator, up to 10 DIs written
-      item.fields = {when("YYMMDDhhmmss", base + ".time"),
-                     text(FieldKind::hex, 4, base + ".operator")};
-      for (unsigned i = 1; i <= 10; ++i)
-        item.fields.push_back(text(FieldKind::hex, 4, base + ".di" + std::to_string(i)));
+      item.fields = {when("YYMMDDhhmmss", key(EventPart::time)),
+                     text(FieldKind::hex, 4, key(EventPart::operator_code))};
+      for (std::uint8_t i = 1; i <= 10; ++i)
+        item.fields.push_back(text(FieldKind::hex, 4, key(EventPart::di_n, i)));
       break;
     case 0x03:  // time, operator, event-class DI cleared
-      item.fields = {when("YYMMDDhhmmss", base + ".time"),
-                     text(FieldKind::hex, 4, base + ".operator"),
-                     text(FieldKind::hex, 4, base + ".di")};
+      item.fields = {when("YYMMDDhhmmss", key(EventPart::time)),
+                     text(FieldKind::hex, 4, key(EventPart::operator_code)),
+                     text(FieldKind::hex, 4, key(EventPart::di))};
       break;
     case 0x04:  // operator, time before, time after
-      item.fields = {text(FieldKind::hex, 4, base + ".operator"),
-                     when("YYMMDDhhmmss", base + ".before"), when("YYMMDDhhmmss", base + ".after")};
+      item.fields = {text(FieldKind::hex, 4, key(EventPart::operator_code)),
+                     when("YYMMDDhhmmss", key(EventPart::before)),
+                     when("YYMMDDhhmmss", key(EventPart::after))};
       break;
     default:  // 0D / 0E: start, end, 6 energies before, 6 after
-      item.fields = {when("YYMMDDhhmmss", base + ".start"), when("YYMMDDhhmmss", base + ".end")};
-      snapshot_energies(item, base + ".before");
-      snapshot_energies(item, base + ".after");
+      item.fields = {when("YYMMDDhhmmss", key(EventPart::start)),
+                     when("YYMMDDhhmmss", key(EventPart::end))};
+      snapshot_energies(item, p.event, EventPart::energy_before);
+      snapshot_energies(item, p.event, EventPart::energy_after);
       break;
   }
   return item;
@@ -522,11 +526,12 @@ DataItem programming_event(std::uint32_t di) {
 DataItem relay_record(std::uint32_t di) {
   const bool trip = byte_of(di, 3) == 0x1D;
   const auto d0 = byte_of(di, 0);
-  const std::string base = trip ? "event.relay_trip" : "event.relay_close";
+  const Event event = trip ? Event::relay_trip : Event::relay_close;
   DataItem item{Version::v2007, di,
                 std::string(trip ? "relay trip" : "relay close") + " record, last " + ordinal(d0)};
-  item.fields = {when("YYMMDDhhmmss", base + ".time"), text(FieldKind::hex, 4, base + ".operator")};
-  snapshot_energies(item, base);
+  item.fields = {when("YYMMDDhhmmss", event_key(event, EventPart::time)),
+                 text(FieldKind::hex, 4, event_key(event, EventPart::operator_code))};
+  snapshot_energies(item, event, EventPart::energy);
   item.period = d0;
   return item;
 }
@@ -544,38 +549,40 @@ DataItem parameter_2007(std::uint32_t di) {
   if (d2 == 0x80) {
     static constexpr const char* names[] = {"", "vendor software version",
                                             "vendor hardware version", "vendor id"};
-    static constexpr const char* keys[] = {"", "meter.software_version", "meter.hardware_version",
-                                           "meter.vendor"};
-    set(names[d0], {text(FieldKind::ascii, 32, keys[d0])});
+    static constexpr Parameter keys[] = {Parameter::software_version, Parameter::software_version,
+                                         Parameter::hardware_version, Parameter::vendor};
+    set(names[d0], {text(FieldKind::ascii, 32, parameter_key(keys[d0]))});
     return item;
   }
   switch (d1) {
     case 0x01:
       switch (d0) {
         case 0x01:
-          set("date and weekday", {weekday(), when("YYMMDD", "meter.date")});
+          set("date and weekday", {weekday(), when("YYMMDD", parameter_key(Parameter::date))});
           break;
         case 0x02:
-          set("time", {when("hhmmss", "meter.time")});
+          set("time", {when("hhmmss", parameter_key(Parameter::time))});
           break;
         case 0x03:
-          set("demand period", {count(1, "meter.demand_period", "min")});
+          set("demand period", {count(1, parameter_key(Parameter::demand_period), "min")});
           break;
         case 0x04:
-          set("demand sliding time", {count(1, "meter.demand_slide", "min")});
+          set("demand sliding time", {count(1, parameter_key(Parameter::demand_slide), "min")});
           break;
         case 0x05:
-          set("calibration pulse width", {count(2, "meter.pulse_width", "ms")});
+          set("calibration pulse width", {count(2, parameter_key(Parameter::pulse_width), "ms")});
           break;
         case 0x06:
-          set("two-set time-zone switch time", {when("YYMMDDhhmm", "meter.zone_switch_time")});
+          set("two-set time-zone switch time",
+              {when("YYMMDDhhmm", parameter_key(Parameter::zone_switch_time))});
           break;
         case 0x07:
-          set("two-set daily-period switch time", {when("YYMMDDhhmm", "meter.period_switch_time")});
+          set("two-set daily-period switch time",
+              {when("YYMMDDhhmm", parameter_key(Parameter::period_switch_time))});
           break;
         case 0x0C:  // State Grid: YYMMDDWWhhmmss, wire ss mm hh WW DD MM YY
-          set("date, weekday and time",
-              {when("hhmmss", "meter.time"), weekday(), when("YYMMDD", "meter.date")});
+          set("date, weekday and time", {when("hhmmss", parameter_key(Parameter::time)), weekday(),
+                                         when("YYMMDD", parameter_key(Parameter::date))});
           break;
       }
       break;
@@ -587,56 +594,63 @@ DataItem parameter_2007(std::uint32_t di) {
                                               "tariff count",
                                               "public holiday count",
                                               "harmonic analysis order"};
-      static constexpr const char* keys[] = {"",
-                                             "meter.zone_count",
-                                             "meter.period_table_count",
-                                             "meter.period_count",
-                                             "meter.tariff_count",
-                                             "meter.holiday_count",
-                                             "meter.harmonic_order"};
-      set(names[d0], {count(d0 == 0x05 ? 2 : 1, keys[d0])});
+      static constexpr Parameter keys[] = {Parameter::zone_count,         Parameter::zone_count,
+                                           Parameter::period_table_count, Parameter::period_count,
+                                           Parameter::tariff_count,       Parameter::holiday_count,
+                                           Parameter::harmonic_order};
+      set(names[d0], {count(d0 == 0x05 ? 2 : 1, parameter_key(keys[d0]))});
       break;
     }
     case 0x04:
       switch (d0) {
         case 0x01:
-          set("communication address", {text(FieldKind::digits, 6, "meter.address")});
+          set("communication address",
+              {text(FieldKind::digits, 6, parameter_key(Parameter::address))});
           break;
         case 0x02:
-          set("meter number", {text(FieldKind::digits, 6, "meter.number")});
+          set("meter number", {text(FieldKind::digits, 6, parameter_key(Parameter::number))});
           break;
         case 0x03:
-          set("asset number", {text(FieldKind::ascii, 32, "meter.asset_number")});
+          set("asset number", {text(FieldKind::ascii, 32, parameter_key(Parameter::asset_number))});
           break;
         case 0x04:
-          set("rated voltage", {text(FieldKind::ascii, 6, "meter.rated_voltage")});
+          set("rated voltage",
+              {text(FieldKind::ascii, 6, parameter_key(Parameter::rated_voltage))});
           break;
         case 0x05:
-          set("rated (basic) current", {text(FieldKind::ascii, 6, "meter.rated_current")});
+          set("rated (basic) current",
+              {text(FieldKind::ascii, 6, parameter_key(Parameter::rated_current))});
           break;
         case 0x06:
-          set("maximum current", {text(FieldKind::ascii, 6, "meter.max_current")});
+          set("maximum current",
+              {text(FieldKind::ascii, 6, parameter_key(Parameter::max_current))});
           break;
         case 0x07:
-          set("active accuracy class", {text(FieldKind::ascii, 4, "meter.active_class")});
+          set("active accuracy class",
+              {text(FieldKind::ascii, 4, parameter_key(Parameter::active_class))});
           break;
         case 0x08:
-          set("reactive accuracy class", {text(FieldKind::ascii, 4, "meter.reactive_class")});
+          set("reactive accuracy class",
+              {text(FieldKind::ascii, 4, parameter_key(Parameter::reactive_class))});
           break;
         case 0x09:
-          set("active meter constant", {count(3, "meter.active_constant", "imp/kWh")});
+          set("active meter constant",
+              {count(3, parameter_key(Parameter::active_constant), "imp/kWh")});
           break;
         case 0x0A:
-          set("reactive meter constant", {count(3, "meter.reactive_constant", "imp/kvarh")});
+          set("reactive meter constant",
+              {count(3, parameter_key(Parameter::reactive_constant), "imp/kvarh")});
           break;
         case 0x0B:
-          set("meter model", {text(FieldKind::ascii, 10, "meter.model")});
+          set("meter model", {text(FieldKind::ascii, 10, parameter_key(Parameter::model))});
           break;
         case 0x0C:
-          set("production date", {text(FieldKind::ascii, 10, "meter.production_date")});
+          set("production date",
+              {text(FieldKind::ascii, 10, parameter_key(Parameter::production_date))});
           break;
         case 0x0D:
-          set("protocol version", {text(FieldKind::ascii, 16, "meter.protocol_version")});
+          set("protocol version",
+              {text(FieldKind::ascii, 16, parameter_key(Parameter::protocol_version))});
           break;
       }
       break;
@@ -652,41 +666,50 @@ DataItem parameter_2007(std::uint32_t di) {
       static constexpr const char* names[] = {"", "active combination word",
                                               "reactive 1 combination word",
                                               "reactive 2 combination word"};
-      set(names[d0], {text(FieldKind::hex, 1, "meter.combination_word" + std::to_string(d0))});
+      set(names[d0], {text(FieldKind::hex, 1, parameter_key(Parameter::combination_word, d0))});
       break;
     }
     case 0x07: {
       static constexpr const char* names[] = {
           "", "modulated infrared", "contact infrared", "port 1", "port 2", "port 3"};
       set(std::string(names[d0]) + " baud-rate word",
-          {text(FieldKind::hex, 1, "meter.baud_word" + std::to_string(d0))});
+          {text(FieldKind::hex, 1, parameter_key(Parameter::baud_word, d0))});
       break;
     }
     case 0x08:
       set(d0 == 1 ? "weekend characteristic word" : "weekend daily-period table number",
-          {text(FieldKind::hex, 1, d0 == 1 ? "meter.weekend_word" : "meter.weekend_table")});
+          {text(FieldKind::hex, 1,
+                d0 == 1 ? parameter_key(Parameter::weekend_word)
+                        : parameter_key(Parameter::weekend_table))});
       break;
     case 0x09:
       set(d0 == 1 ? "load-record mode word" : "freeze mode word",
-          {text(FieldKind::hex, 1, d0 == 1 ? "meter.load_record_mode" : "meter.freeze_mode")});
+          {text(FieldKind::hex, 1,
+                d0 == 1 ? parameter_key(Parameter::load_record_mode)
+                        : parameter_key(Parameter::freeze_mode))});
       break;
     case 0x0A:
       if (d0 == 1)
-        set("load-record start time", {when("MMDDhhmm", "meter.load_record_start")});
+        set("load-record start time",
+            {when("MMDDhhmm", parameter_key(Parameter::load_record_start))});
       else
         set("load-record class " + std::to_string(d0 - 1) + " interval",
-            {count(2, "meter.load_record_interval" + std::to_string(d0 - 1), "min")});
+            {count(
+                2,
+                parameter_key(Parameter::load_record_interval, static_cast<std::uint8_t>(d0 - 1)),
+                "min")});
       break;
     case 0x0B:
       set("settlement day " + std::to_string(d0),
-          {when("DDhh", "meter.settlement_day" + std::to_string(d0))});
+          {when("DDhh", parameter_key(Parameter::settlement_day, d0))});
       break;
     case 0x0C:
       set("password of level " + std::to_string(d0 - 1),
-          {text(FieldKind::hex, 4, "meter.password")});
+          {text(FieldKind::hex, 4, parameter_key(Parameter::password))});
       break;
     case 0x15:
-      set("active-report status word", {text(FieldKind::raw, 12, "meter.report_status")});
+      set("active-report status word",
+          {text(FieldKind::raw, 12, parameter_key(Parameter::report_status))});
       break;
   }
   return item;
@@ -728,7 +751,7 @@ DataItem freeze_2007(std::uint32_t di) {
   item.period = d0;
   if (d1 == 0x00) {
     item.name += "time";
-    item.fields.push_back(when("YYMMDDhhmm", "freeze.time"));
+    item.fields.push_back(when("YYMMDDhhmm", measurand_key(Measurand::freeze_time)));
   } else if (d2 == 0x04) {  // hourly: totals only [State Grid]
     const auto& k = energy_kind(d1);
     item.name += std::string(k.name) + ", total";
@@ -765,7 +788,7 @@ DataItem load_profile_2007(std::uint32_t di) {
                     which[d0]};
   // The record layout (A0 A0 len time … E5 E5) is not verified against the
   // standard's text [?]: kept opaque for now.
-  item.fields.push_back(text(FieldKind::raw, 0, "load_profile.record"));
+  item.fields.push_back(text(FieldKind::raw, 0, measurand_key(Measurand::load_profile_record)));
   return item;
 }
 
@@ -773,22 +796,22 @@ DataItem load_profile_2007(std::uint32_t di) {
 
 struct Kind1997 {
   std::uint8_t nibble;
-  const char* quantity;
+  Flow flow;
   const char* name;
 };
 constexpr std::array<Kind1997, 2> active_1997{{
-    {1, "energy.active.import", "forward active"},
-    {2, "energy.active.export", "reverse active"},
+    {1, Flow::active_import, "forward active"},
+    {2, Flow::active_export, "reverse active"},
 }};
 // DL/T 645-1997 appendix: 911x forward reactive, 912x reverse reactive,
 // 913x Q1, 914x Q4, 915x Q2, 916x Q3.
 constexpr std::array<Kind1997, 6> reactive_1997{{
-    {1, "energy.reactive.import", "forward reactive"},
-    {2, "energy.reactive.export", "reverse reactive"},
-    {3, "energy.reactive.q1", "quadrant I reactive"},
-    {4, "energy.reactive.q4", "quadrant IV reactive"},
-    {5, "energy.reactive.q2", "quadrant II reactive"},
-    {6, "energy.reactive.q3", "quadrant III reactive"},
+    {1, Flow::reactive_import, "forward reactive"},
+    {2, Flow::reactive_export, "reverse reactive"},
+    {3, Flow::reactive_q1, "quadrant I reactive"},
+    {4, Flow::reactive_q4, "quadrant IV reactive"},
+    {5, Flow::reactive_q2, "quadrant II reactive"},
+    {6, Flow::reactive_q3, "quadrant III reactive"},
 }};
 constexpr std::uint8_t max_tariffs_1997 = 14;
 
@@ -828,7 +851,7 @@ DataItem energy_1997(std::uint32_t di) {
       Version::v1997, di,
       std::string(s.kind->name) + " energy, " + tariff_name_1997(s.tariff) + month_name(s.month)};
   const auto field = [&](unsigned t) {
-    return num(4, 2, false, s.kind->quantity + slot_suffix(t), unit);
+    return num(4, 2, false, energy_key(s.kind->flow, static_cast<std::uint8_t>(t)), unit);
   };
   if (s.tariff == 0x0F) {
     for (unsigned t = 0; t <= max_tariffs_1997; ++t) item.fields.push_back(field(t));
@@ -844,16 +867,13 @@ DataItem energy_1997(std::uint32_t di) {
 DataItem demand_1997(std::uint32_t di) {
   const auto s = split_1997(di);
   const bool is_time = (byte_of(di, 1) >> 4) == 0x0B;
-  std::string q = s.kind->quantity;
-  q.replace(0, 6, "demand");
-  q += ".max";
   const char* unit = s.reactive ? "kvar" : "kW";
   DataItem item{Version::v1997, di,
                 "maximum " + std::string(s.kind->name) + " demand" + (is_time ? " time, " : ", ") +
                     tariff_name_1997(s.tariff) + month_name(s.month)};
   const auto field = [&](unsigned t) {
-    const std::string qt = q + (t == 0 ? "" : ".t" + std::to_string(t));
-    return is_time ? when("MMDDhhmm", qt + ".time") : num(3, 4, false, qt, unit);
+    const auto key = demand_key(s.kind->flow, static_cast<std::uint8_t>(t), is_time);
+    return is_time ? when("MMDDhhmm", key) : num(3, 4, false, key, unit);
   };
   if (s.tariff == 0x0F) {
     for (unsigned t = 0; t <= max_tariffs_1997; ++t) item.fields.push_back(field(t));
@@ -869,7 +889,7 @@ DataItem variable_1997(std::uint32_t di) {
   const auto d0 = byte_of(di, 0);
   const unsigned group = d0 >> 4, idx = d0 & 0x0F;
   struct V {
-    const char* quantity;
+    Measurand measurand;
     const char* unit;
     const char* name;
     std::uint8_t size, decimals;
@@ -877,22 +897,24 @@ DataItem variable_1997(std::uint32_t di) {
   };
   // B61x voltage XXX (integer V), B62x current XX.XX, B63x power XX.XXXX,
   // B64x reactive XX.XX, B65x power factor X.XXX.
-  static constexpr V table[] = {{"", "", "", 0, 0, false},
-                                {"voltage", "V", "voltage", 2, 0, false},
-                                {"current", "A", "current", 2, 2, false},
-                                {"power.active", "kW", "active power", 3, 4, true},
-                                {"power.reactive", "kvar", "reactive power", 2, 2, true},
-                                {"power_factor", "", "power factor", 2, 3, true}};
+  static constexpr V table[] = {{Measurand::voltage, "", "", 0, 0, false},
+                                {Measurand::voltage, "V", "voltage", 2, 0, false},
+                                {Measurand::current, "A", "current", 2, 2, false},
+                                {Measurand::power_active, "kW", "active power", 3, 4, true},
+                                {Measurand::power_reactive, "kvar", "reactive power", 2, 2, true},
+                                {Measurand::power_factor, "", "power factor", 2, 3, true}};
   const V& v = table[group];
   const auto field = [&](unsigned p) {
     return num(v.size, static_cast<std::int8_t>(v.decimals), false,
-               std::string(v.quantity) + (p == 0 ? ".total" : ".l" + std::to_string(p)), v.unit);
+               measurand_key(v.measurand, static_cast<std::uint8_t>(p)), v.unit);
   };
   DataItem item{Version::v1997, di, ""};
   if (group == 3 && (idx == 4 || idx == 5)) {
     item.name = idx == 4 ? "forward active power limit" : "reverse active power limit";
-    item.fields.push_back(num(
-        3, 4, false, idx == 4 ? "power.active.limit.import" : "power.active.limit.export", "kW"));
+    item.fields.push_back(num(3, 4, false,
+                              idx == 4 ? measurand_key(Measurand::power_active_limit_import)
+                                       : measurand_key(Measurand::power_active_limit_export),
+                              "kW"));
   } else if (idx == 0x0F) {
     item.name = std::string(v.name) + " block";
     for (unsigned p = v.has_total ? 0 : 1; p <= 3; ++p) item.fields.push_back(field(p));
@@ -912,99 +934,107 @@ DataItem misc_1997(std::uint32_t di) {
   };
   switch (di) {
     case 0xB210:
-      set("last programming time", {when("MMDDhhmm", "event.programming.time")});
+      set("last programming time",
+          {when("MMDDhhmm", event_key(Event::programming, EventPart::time))});
       break;
     case 0xB211:
-      set("last demand-clear time", {when("MMDDhhmm", "event.demand_clear.time")});
+      set("last demand-clear time",
+          {when("MMDDhhmm", event_key(Event::demand_clear, EventPart::time))});
       break;
     case 0xB212:
-      set("programming count", {count(2, "event.programming.count")});
+      set("programming count", {count(2, event_key(Event::programming, EventPart::count))});
       break;
     case 0xB213:
-      set("demand-clear count", {count(2, "event.demand_clear.count")});
+      set("demand-clear count", {count(2, event_key(Event::demand_clear, EventPart::count))});
       break;
     case 0xB214:
-      set("battery working time", {count(3, "battery.working_time", "min")});
+      set("battery working time",
+          {count(3, measurand_key(Measurand::battery_working_time), "min")});
       break;
     case 0xB310:
-      set("phase-break count, total", {count(2, "event.phase_break.count")});
+      set("phase-break count, total", {count(2, event_key(Event::phase_break, EventPart::count))});
       break;
     case 0xB311:
     case 0xB312:
     case 0xB313: {
       const unsigned p = di - 0xB310;
-      set(std::string("phase-break count, phase ") + "ABC" [p - 1],
-          { count(2, "event.phase_break.l" + std::to_string(p) + ".count") });
+      set(std::string("phase-break count, phase ") + "ABC" [p - 1], {
+        count(2, event_key(Event::phase_break, EventPart::count, static_cast<std::uint8_t>(p)))
+      });
       break;
     }
     case 0xC010:
-      set("date and weekday", {weekday(), when("YYMMDD", "meter.date")});
+      set("date and weekday", {weekday(), when("YYMMDD", parameter_key(Parameter::date))});
       break;
     case 0xC011:
-      set("time", {when("hhmmss", "meter.time")});
+      set("time", {when("hhmmss", parameter_key(Parameter::time))});
       break;
     case 0xC020:
-      set("meter status byte", {text(FieldKind::hex, 1, "status.meter")});
+      set("meter status byte", {text(FieldKind::hex, 1, measurand_key(Measurand::status_meter))});
       break;
     case 0xC021:
-      set("grid status byte", {text(FieldKind::hex, 1, "status.grid")});
+      set("grid status byte", {text(FieldKind::hex, 1, measurand_key(Measurand::status_grid))});
       break;
     case 0xC022:
-      set("weekend status byte", {text(FieldKind::hex, 1, "status.weekend")});
+      set("weekend status byte",
+          {text(FieldKind::hex, 1, measurand_key(Measurand::status_weekend))});
       break;
     case 0xC030:
-      set("active meter constant", {count(3, "meter.active_constant", "imp/kWh")});
+      set("active meter constant",
+          {count(3, parameter_key(Parameter::active_constant), "imp/kWh")});
       break;
     case 0xC031:
-      set("reactive meter constant", {count(3, "meter.reactive_constant", "imp/kvarh")});
+      set("reactive meter constant",
+          {count(3, parameter_key(Parameter::reactive_constant), "imp/kvarh")});
       break;
     case 0xC032:
-      set("meter number", {text(FieldKind::digits, 6, "meter.number")});
+      set("meter number", {text(FieldKind::digits, 6, parameter_key(Parameter::number))});
       break;
     case 0xC033:
-      set("user number", {text(FieldKind::digits, 6, "meter.user_number")});
+      set("user number", {text(FieldKind::digits, 6, parameter_key(Parameter::user_number))});
       break;
     case 0xC034:
-      set("device code", {text(FieldKind::digits, 6, "meter.device_code")});
+      set("device code", {text(FieldKind::digits, 6, parameter_key(Parameter::device_code))});
       break;
     case 0xC111:
-      set("demand period", {count(1, "meter.demand_period", "min")});
+      set("demand period", {count(1, parameter_key(Parameter::demand_period), "min")});
       break;
     case 0xC112:
-      set("demand sliding time", {count(1, "meter.demand_slide", "min")});
+      set("demand sliding time", {count(1, parameter_key(Parameter::demand_slide), "min")});
       break;
     case 0xC113:
-      set("display cycle time", {count(1, "meter.display_cycle", "s")});
+      set("display cycle time", {count(1, parameter_key(Parameter::display_cycle), "s")});
       break;
     case 0xC114:
-      set("display duration", {count(1, "meter.display_duration", "s")});
+      set("display duration", {count(1, parameter_key(Parameter::display_duration), "s")});
       break;
     case 0xC115:
-      set("display energy decimals", {count(1, "meter.display_energy_decimals")});
+      set("display energy decimals", {count(1, parameter_key(Parameter::display_energy_decimals))});
       break;
     case 0xC116:
-      set("display power decimals", {count(1, "meter.display_power_decimals")});
+      set("display power decimals", {count(1, parameter_key(Parameter::display_power_decimals))});
       break;
     case 0xC117:
-      set("automatic reading day", {when("DDhh", "meter.settlement_day1")});
+      set("automatic reading day", {when("DDhh", parameter_key(Parameter::settlement_day, 1))});
       break;
     case 0xC212:
-      set("password level and password", {text(FieldKind::hex, 4, "meter.password")});
+      set("password level and password",
+          {text(FieldKind::hex, 4, parameter_key(Parameter::password))});
       break;
     case 0xC310:
-      set("year time-zone count", {count(1, "meter.zone_count")});
+      set("year time-zone count", {count(1, parameter_key(Parameter::zone_count))});
       break;
     case 0xC311:
-      set("daily period table count", {count(1, "meter.period_table_count")});
+      set("daily period table count", {count(1, parameter_key(Parameter::period_table_count))});
       break;
     case 0xC312:
-      set("daily periods", {count(1, "meter.period_count")});
+      set("daily periods", {count(1, parameter_key(Parameter::period_count))});
       break;
     case 0xC313:
-      set("tariff count", {count(1, "meter.tariff_count")});
+      set("tariff count", {count(1, parameter_key(Parameter::tariff_count))});
       break;
     case 0xC314:
-      set("public holiday count", {count(1, "meter.holiday_count")});
+      set("public holiday count", {count(1, parameter_key(Parameter::holiday_count))});
       break;
   }
   return item;
@@ -1023,16 +1053,17 @@ const std::vector<Family>& families() {
     f.push_back({v7, one(0x00), span(0x00, 0x0A), tariffs, periods, energy_2007});
     f.push_back({v7, one(0x00), spans({{0x15, 0x1E}, {0x29, 0x32}, {0x3D, 0x46}}), one(0x00),
                  periods, phase_energy_2007});
-    f.push_back(
-        {v7, one(0x00), one(0x90), span(0x01, 0x02), one(0x00), [](std::uint32_t di) {
-           const bool money = byte_of(di, 1) == 0x02;
-           return DataItem{
-               Version::v2007,
-               di,
-               money ? "remaining money (prepaid)" : "remaining energy (prepaid)",
-               {num(4, 2, false, money ? "prepaid.remaining_money" : "prepaid.remaining_energy",
-                    money ? "CNY" : "kWh")}};
-         }});
+    f.push_back({v7, one(0x00), one(0x90), span(0x01, 0x02), one(0x00), [](std::uint32_t di) {
+                   const bool money = byte_of(di, 1) == 0x02;
+                   return DataItem{
+                       Version::v2007,
+                       di,
+                       money ? "remaining money (prepaid)" : "remaining energy (prepaid)",
+                       {num(4, 2, false,
+                            money ? measurand_key(Measurand::prepaid_remaining_money)
+                                  : measurand_key(Measurand::prepaid_remaining_energy),
+                            money ? "CNY" : "kWh")}};
+                 }});
     // 01: maximum demand and its time
     f.push_back({v7, one(0x01), span(0x01, 0x0A), tariffs, periods, demand_2007});
     // 02: variables

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "protocol/decimal.hpp"
+#include "protocol/quantity.hpp"
 
 namespace meterd::protocol::dlt645 {
 
@@ -38,7 +39,8 @@ struct Field {
   std::uint64_t max = 0;     // number (unsigned): largest valid value, 0 = any (weekday: 6)
   std::string_view format;   // datetime: "YYMMDDhhmmss", "YYMMDDhhmm", "YYMMDD",
                              // "hhmmss", "MMDDhhmm", "DDhh"
-  std::string quantity;      // canonical name (docs/contracts.md) or a descriptive one
+  QuantityKey key;           // what the value is: switch on key.measurand, not on names
+  std::string quantity;      // to_string(key): canonical or descriptive name (docs/contracts.md)
   std::string unit;          // "kWh", "V", … or empty
   const BitNames* bits = nullptr;
 };
