@@ -155,8 +155,15 @@ void interpret_2007(Interpretation& out, const Frame& f, Reader& r) {
       if (r.remaining() < 1) return void(r.short_data("frame sequence number"));
       const auto body = r.take(r.remaining() - 1);
       out.seq = r.take(1)[0];
-      if (rsp) r.values(body);
-      break;
+      if (!rsp) break;
+      // A continuation carries the middle of a block: reading it from the
+      // block's first field would label its bytes wrongly. Only the whole
+      // block (reassemble(), followup.hpp) can be read value by value.
+      if (!body.empty()) r.field("data", to_hex(body));
+      out.problem = "continuation frame " + std::to_string(*out.seq) +
+                    " of a long answer: its data continues the block (reassemble it with the "
+                    "first answer and the other continuations)";
+      return;
     }
     case fn2007::read_address:
       if (rsp && r.has(6))
