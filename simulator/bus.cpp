@@ -137,11 +137,13 @@ void Bus::vanish() {
 
 Bus::Steady::duration Bus::char_time() const { return microseconds(line_.char_time_us()); }
 
-// Where a timer cannot resolve a character (under 0.5 ms: above 19200
-// baud) an answer leaves in one write when its last byte is due, so no gap
-// opens inside it; slower lines get one write per character, each when it
-// is due.
-bool Bus::lumped() const { return line_.char_time_us() < 500; }
+// From 9600 baud up a character is shorter than a loaded machine's
+// scheduler can be trusted to keep (1.5 characters: 1.7 ms at 9600), so an
+// answer leaves in one write when its last byte is due: no gap inside it at
+// all, its first byte late by the answer's own duration (at most 270 ms, a
+// 256-byte Modbus answer at 9600). Slower lines get one write per
+// character, each when it is due (1.5 characters: 3.4 ms and more).
+bool Bus::lumped() const { return line_.baud >= 9600; }
 
 void Bus::start_read() {
   if (!master_) return;

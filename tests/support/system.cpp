@@ -121,20 +121,28 @@ nlohmann::json control(const std::filesystem::path& socket_path, const nlohmann:
   return nlohmann::json::parse(in.substr(0, in.find('\n')));
 }
 
-Serial::Serial(const std::filesystem::path& path, unsigned baud, bool even_parity) {
+Serial::Serial(const std::filesystem::path& path, unsigned baud, bool even_parity,
+               unsigned stop_bits) {
   fd_ = ::open(path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
   if (fd_ < 0)
     throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
   termios t{};
   ::tcgetattr(fd_, &t);
   ::cfmakeraw(&t);
-  const speed_t speed = baud == 9600    ? B9600
-                        : baud == 19200 ? B19200
-                        : baud == 1200  ? B1200
-                                        : B2400;
+  const speed_t speed = baud == 9600     ? B9600
+                        : baud == 19200  ? B19200
+                        : baud == 1200   ? B1200
+                        : baud == 4800   ? B4800
+                        : baud == 38400  ? B38400
+                        : baud == 115200 ? B115200
+                                         : B2400;
   ::cfsetispeed(&t, speed);
   ::cfsetospeed(&t, speed);
   if (even_parity) t.c_cflag |= PARENB;
+  if (stop_bits == 2)
+    t.c_cflag |= CSTOPB;
+  else
+    t.c_cflag &= ~static_cast<tcflag_t>(CSTOPB);
   ::tcsetattr(fd_, TCSANOW, &t);
 }
 
@@ -159,9 +167,14 @@ void Serial::drain(std::chrono::milliseconds quiet) {
 Serial::Answer Serial::transact(const std::vector<std::uint8_t>& request,
                                 std::chrono::milliseconds timeout,
                                 bool (*done)(const std::vector<std::uint8_t>&)) {
+  write(request);
+  return listen(timeout, done);
+}
+
+Serial::Answer Serial::listen(std::chrono::milliseconds timeout,
+                              bool (*done)(const std::vector<std::uint8_t>&)) {
   Answer a;
   const auto start = std::chrono::steady_clock::now();
-  write(request);
   const auto until = start + timeout;
   std::uint8_t buf[512];
   while (std::chrono::steady_clock::now() < until) {
@@ -174,15 +187,37 @@ Serial::Answer Serial::transact(const std::vector<std::uint8_t>& request,
     const auto now = std::chrono::steady_clock::now();
     if (a.bytes.empty()) a.first_byte = now - start;
     a.last_byte = now - start;
+    a.reads.emplace_back(now - start, static_cast<std::size_t>(n));
     a.bytes.insert(a.bytes.end(), buf, buf + n);
     if (done && done(a.bytes)) break;
   }
   return a;
 }
 
+std::chrono::steady_clock::duration Serial::Answer::largest_gap(std::size_t from) const {
+  std::chrono::steady_clock::duration gap{};
+  std::size_t at = 0;
+  for (std::size_t k = 0; k < reads.size(); ++k) {
+    if (k > 0 && at > from) gap = std::max(gap, reads[k].first - reads[k - 1].first);
+    at += reads[k].second;
+  }
+  return gap;
+}
+
 bool dlt645_complete(const std::vector<std::uint8_t>& bytes) {
   const auto r = protocol::dlt645::decode(bytes);
   return r.status != protocol::dlt645::DecodeStatus::need_more;
+}
+
+}  // namespace meterd::testing
+
+namespace meterd::testing {
+
+bool modbus_rtu_complete(const std::vector<std::uint8_t>& b) {
+  if (b.size() < 5) return false;
+  if (b[1] & 0x80) return true;                                    // exception: 5 bytes
+  if (b[1] == 0x03 || b[1] == 0x04) return b.size() >= 5u + b[2];  // read: 3 + count + 2
+  return b.size() >= 8;                                            // echo, write answers
 }
 
 }  // namespace meterd::testing

@@ -52,7 +52,8 @@ nlohmann::json control(const std::filesystem::path& socket, const nlohmann::json
 // A serial port opened raw, as a gateway opens its bus.
 class Serial {
  public:
-  explicit Serial(const std::filesystem::path& path, unsigned baud = 2400, bool even_parity = true);
+  explicit Serial(const std::filesystem::path& path, unsigned baud = 2400, bool even_parity = true,
+                  unsigned stop_bits = 1);
   ~Serial();
   int fd() const noexcept { return fd_; }
   void write(const std::vector<std::uint8_t>& bytes);
@@ -61,9 +62,16 @@ class Serial {
     std::vector<std::uint8_t> bytes;
     std::chrono::steady_clock::duration first_byte{};  // since the write
     std::chrono::steady_clock::duration last_byte{};
+    // Each read: when it returned (since the write) and how many bytes it brought.
+    std::vector<std::pair<std::chrono::steady_clock::duration, std::size_t>> reads;
+    // The longest pause between two reads from byte `from` on (0: the whole answer).
+    std::chrono::steady_clock::duration largest_gap(std::size_t from = 0) const;
   };
   Answer transact(const std::vector<std::uint8_t>& request, std::chrono::milliseconds timeout,
                   bool (*done)(const std::vector<std::uint8_t>&));
+  // Reads what arrives within `timeout` (no request sent).
+  Answer listen(std::chrono::milliseconds timeout,
+                bool (*done)(const std::vector<std::uint8_t>&) = nullptr);
   void drain(std::chrono::milliseconds quiet = std::chrono::milliseconds(50));
 
  private:
@@ -72,5 +80,9 @@ class Serial {
 
 // `done` predicate for DL/T 645: a whole frame (or a bad one) has arrived.
 bool dlt645_complete(const std::vector<std::uint8_t>& bytes);
+
+// `done` predicate for a Modbus RTU answer: a normal read answer, an
+// exception or an 8-byte echo/write answer has fully arrived.
+bool modbus_rtu_complete(const std::vector<std::uint8_t>& bytes);
 
 }  // namespace meterd::testing
