@@ -125,7 +125,7 @@ struct Options {
   // Seqs are reserved this many at a time by raising the durable seq floor in a synced write
   // before any of them is handed out. After an unclean stop the unused rest of a reservation is
   // named in a buffer.seq_gap event; a larger value costs fewer fsyncs, never more rows.
-  std::int64_t seq_reserve = 65'536;
+  std::int64_t seq_reserve = 1 << 20;
   // The caller's clock at open, ms since the epoch UTC: the ts of a buffer.seq_gap event.
   std::int64_t now_ms = 0;
   // SQLite VFS name; empty for the default. For tests that simulate power loss.

@@ -1,16 +1,22 @@
 // bench_buffer: throughput and footprint of buffer::Store, next to a plain prepared-INSERT
-// loop into a bare SQLite table measured in the same run (same file system, pragmas, batches).
+// loop into a table of the store's own schema, measured in the same run (same file system,
+// pragmas, rows, batches), interleaved.
 //
 //   bench_buffer [--backlog N] [--rows N] [--reps N] [--dir DIR] [--sync normal|full] [--smoke]
 //
 // --backlog  readings in the backlog phase (default 1000000; the figure: 10000000,
 //            which takes a few minutes and ~0.5 GB of disk)
 // --rows     readings per append measurement at batch 100 and 1000 (batch 1 uses rows / 10)
-// --reps     repetitions of each append measurement; the best is reported (default 3)
+// --reps     interleaved runs of each side of each append measurement; medians are reported
+//            (default 5)
+// --only     one part: append, sync (Sync::full vs Sync::normal at one append per poll
+//            round), ack or backlog
+// --drop-caches  also time an open of the backlog after dropping the page cache (needs root)
 // --smoke    tiny sizes, for ctest: proves the benchmark still runs, measures nothing
 //
 // Figures are printed, never asserted: this machine is shared and timing is not a test.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <malloc.h>
@@ -39,10 +46,12 @@ using Clock = std::chrono::steady_clock;
 struct Config {
   std::uint64_t backlog = 1'000'000;
   std::uint64_t rows = 200'000;
-  int reps = 3;
+  int reps = 5;
   std::string dir = "/tmp";
   Sync sync = Sync::normal;
   bool smoke = false;
+  std::string only;  // "", or one of append, sync, ack, backlog
+  bool drop_caches = false;
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -125,6 +134,8 @@ Options store_options(const Config& c, const std::string& path) {
   o.sync = c.sync;
   o.max_readings = 0;  // no eviction while measuring
   o.max_events = 0;
+  // Like the baseline, no checkpoints but SQLite's own; bench_sync measures the timed one.
+  o.checkpoint_interval_ms = 0;
   return o;
 }
 
@@ -134,7 +145,14 @@ Store open_store(const Config& c, const std::string& path) {
   return std::move(s).value();
 }
 
-// ---- baseline: a bare table, a prepared INSERT, one transaction per batch -------------------
+// ---- baseline: the store's own schema and pragmas, a prepared INSERT, one transaction per batch
+//
+// Like for like: the same input (the same Batch objects), the same `readings` table (STRICT,
+// integers only, seq the rowid, no index), the same pragmas (WAL, synchronous, cache,
+// journal_size_limit, temp_store), the same rows. Like the store it maps each reading's strings
+// to a series id, the plain way (one hash map keyed by the strings); it does nothing else. What
+// the store does on top (ts_blocks, counters in meta, caps, seq reservation, rollback state) is
+// what the ratio measures.
 
 void check(sqlite3* db, int rc, const char* what) {
   if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -142,19 +160,42 @@ void check(sqlite3* db, int rc, const char* what) {
   }
 }
 
-void insert_bare(sqlite3* db, sqlite3_stmt* ins, const Reading& r) {
-  sqlite3_bind_text(ins, 1, r.meter.data(), static_cast<int>(r.meter.size()), SQLITE_STATIC);
-  sqlite3_bind_text(ins, 2, r.quantity.data(), static_cast<int>(r.quantity.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(ins, 3, r.mantissa);
-  sqlite3_bind_int(ins, 4, r.exponent);
-  sqlite3_bind_text(ins, 5, r.unit.data(), static_cast<int>(r.unit.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(ins, 6, r.ts_ms);
-  sqlite3_bind_int(ins, 7, r.quality);
-  sqlite3_bind_text(ins, 8, r.frozen.data(), static_cast<int>(r.frozen.size()), SQLITE_STATIC);
-  sqlite3_bind_null(ins, 9);
-  check(db, sqlite3_step(ins), "insert");
-  sqlite3_reset(ins);
-}
+struct Baseline {
+  sqlite3* db = nullptr;
+  sqlite3_stmt *ins = nullptr, *begin = nullptr, *commit = nullptr;
+  std::unordered_map<std::string, std::int64_t> series;
+  std::string key;
+  std::int64_t seq = 0;
+
+  void append(const Batch& b) {
+    check(db, sqlite3_step(begin), "begin");
+    sqlite3_reset(begin);
+    for (const Reading& r : b.readings) {
+      key.clear();
+      key.append(r.meter).push_back('\0');
+      key.append(r.quantity).push_back('\0');
+      key.append(r.unit).push_back('\0');
+      key.append(r.frozen);
+      const auto id =
+          series.emplace(key, static_cast<std::int64_t>(series.size()) + 1).first->second;
+      sqlite3_bind_int64(ins, 1, ++seq);
+      sqlite3_bind_int64(ins, 2, id);
+      sqlite3_bind_int64(ins, 3, r.mantissa);
+      sqlite3_bind_int(ins, 4, r.exponent);
+      sqlite3_bind_int64(ins, 5, r.ts_ms);
+      sqlite3_bind_int(ins, 6, r.quality);
+      if (r.freeze_ts_ms) {
+        sqlite3_bind_int64(ins, 7, *r.freeze_ts_ms);
+      } else {
+        sqlite3_bind_null(ins, 7);
+      }
+      check(db, sqlite3_step(ins), "insert");
+      sqlite3_reset(ins);
+    }
+    check(db, sqlite3_step(commit), "commit");
+    sqlite3_reset(commit);
+  }
+};
 
 // One round of every meter and quantity, stored untimed in both stores before a measurement:
 // steady state, where the store's series dictionary already knows every meter/quantity.
@@ -162,45 +203,37 @@ Batch warm_up() { return make_batch(0, meters * 16); }
 
 double baseline_rate(const Config& c, const std::string& path, const std::vector<Batch>& batches) {
   remove_db(path);
-  sqlite3* db = nullptr;
-  check(db, sqlite3_open(path.c_str(), &db), "open baseline");
-  const std::string pragmas = std::string("PRAGMA journal_mode = WAL; PRAGMA synchronous = ") +
-                              (c.sync == Sync::full ? "FULL" : "NORMAL") +
-                              "; PRAGMA cache_size = -8192;"
-                              "CREATE TABLE bare (seq INTEGER PRIMARY KEY, meter TEXT, "
-                              "quantity TEXT, mantissa INTEGER, exponent INTEGER, unit TEXT, "
-                              "ts INTEGER, quality INTEGER, frozen TEXT, freeze_ts INTEGER);";
-  check(db, sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), "baseline schema");
-  sqlite3_stmt *ins = nullptr, *begin = nullptr, *commit = nullptr;
-  check(db,
-        sqlite3_prepare_v2(db,
-                           "INSERT INTO bare (meter, quantity, mantissa, exponent, unit, ts, "
-                           "quality, frozen, freeze_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &ins, nullptr),
+  Baseline b;
+  check(b.db, sqlite3_open(path.c_str(), &b.db), "open baseline");
+  const std::string pragmas =
+      std::string("PRAGMA journal_mode = WAL; PRAGMA synchronous = ") +
+      (c.sync == Sync::full ? "FULL" : "NORMAL") +
+      "; PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 16777216;"
+      "PRAGMA temp_store = FILE;"
+      "CREATE TABLE readings (seq INTEGER PRIMARY KEY, series INTEGER NOT NULL, "
+      "mantissa INTEGER NOT NULL, exponent INTEGER NOT NULL, ts INTEGER NOT NULL, "
+      "quality INTEGER NOT NULL, freeze_ts INTEGER) STRICT;";
+  check(b.db, sqlite3_exec(b.db, pragmas.c_str(), nullptr, nullptr, nullptr), "baseline schema");
+  check(b.db,
+        sqlite3_prepare_v2(b.db,
+                           "INSERT INTO readings (seq, series, mantissa, exponent, ts, quality, "
+                           "freeze_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           -1, &b.ins, nullptr),
         "prepare");
-  check(db, sqlite3_prepare_v2(db, "BEGIN", -1, &begin, nullptr), "prepare");
-  check(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, nullptr), "prepare");
+  check(b.db, sqlite3_prepare_v2(b.db, "BEGIN IMMEDIATE", -1, &b.begin, nullptr), "prepare");
+  check(b.db, sqlite3_prepare_v2(b.db, "COMMIT", -1, &b.commit, nullptr), "prepare");
+  b.append(warm_up());
   std::uint64_t rows = 0;
-  const Batch warm = warm_up();
-  check(db, sqlite3_step(begin), "begin");
-  sqlite3_reset(begin);
-  for (const Reading& r : warm.readings) insert_bare(db, ins, r);
-  check(db, sqlite3_step(commit), "commit");
-  sqlite3_reset(commit);
   const auto t0 = Clock::now();
-  for (const Batch& b : batches) {
-    check(db, sqlite3_step(begin), "begin");
-    sqlite3_reset(begin);
-    for (const Reading& r : b.readings) insert_bare(db, ins, r);
-    check(db, sqlite3_step(commit), "commit");
-    sqlite3_reset(commit);
-    rows += b.readings.size();
+  for (const Batch& batch : batches) {
+    b.append(batch);
+    rows += batch.readings.size();
   }
   const double s = seconds_since(t0);
-  sqlite3_finalize(ins);
-  sqlite3_finalize(begin);
-  sqlite3_finalize(commit);
-  sqlite3_close(db);
+  sqlite3_finalize(b.ins);
+  sqlite3_finalize(b.begin);
+  sqlite3_finalize(b.commit);
+  sqlite3_close(b.db);
   remove_db(path);
   return static_cast<double>(rows) / s;
 }
@@ -224,24 +257,86 @@ double store_rate(const Config& c, const std::string& path, const std::vector<Ba
   return rate;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 void bench_append(const Config& c, const std::string& dir) {
   std::printf(
-      "\nappend: readings/s, one transaction per batch (best of %d; both tables warmed "
-      "with one round of all %d series first)\n",
+      "\nappend: readings/s, one transaction per batch; %d interleaved runs of each side, "
+      "medians (both tables warmed with one round of all %d series first)\n",
       c.reps, meters * 16);
-  std::printf("  %6s %10s %14s %14s %7s\n", "batch", "readings", "store", "baseline", "ratio");
+  std::printf("  %6s %10s %14s %14s %13s %17s\n", "batch", "readings", "store", "baseline",
+              "median ratio", "ratios min..max");
   for (const std::uint64_t batch : {1ULL, 100ULL, 1000ULL}) {
     const std::uint64_t total = std::max<std::uint64_t>(batch == 1 ? c.rows / 10 : c.rows, batch);
     std::vector<Batch> batches;
     for (std::uint64_t i = 0; i < total; i += batch) batches.push_back(make_batch(i, batch));
-    double best_store = 0, best_base = 0;
+    std::vector<double> store, base, ratio;
     for (int rep = 0; rep < c.reps; ++rep) {  // interleaved, so both see the same machine
-      best_base = std::max(best_base, baseline_rate(c, dir + "/baseline.db", batches));
-      best_store = std::max(best_store, store_rate(c, dir + "/append.db", batches));
+      // Alternate which side goes first, so neither always runs on a warmer cache.
+      double b = 0, st = 0;
+      if (rep % 2 == 0) {
+        b = baseline_rate(c, dir + "/baseline.db", batches);
+        st = store_rate(c, dir + "/append.db", batches);
+      } else {
+        st = store_rate(c, dir + "/append.db", batches);
+        b = baseline_rate(c, dir + "/baseline.db", batches);
+      }
+      base.push_back(b);
+      store.push_back(st);
+      ratio.push_back(st / b);
     }
-    std::printf("  %6llu %10llu %14.0f %14.0f %7.2f\n", static_cast<unsigned long long>(batch),
-                static_cast<unsigned long long>(total), best_store, best_base,
-                best_store / best_base);
+    std::printf("  %6llu %10llu %14.0f %14.0f %13.3f %8.3f..%.3f\n",
+                static_cast<unsigned long long>(batch), static_cast<unsigned long long>(total),
+                median(store), median(base), median(ratio),
+                *std::min_element(ratio.begin(), ratio.end()),
+                *std::max_element(ratio.begin(), ratio.end()));
+  }
+}
+
+// ---- Sync::full against Sync::normal at one append per poll round ---------------------------
+
+// What a poll round costs the buffer in each mode: one append of `batch` readings, on a store
+// that already holds a backlog, interleaved so both modes see the same disk. The time-based
+// checkpoint of Sync::normal is left at its default (60 s of caller clock; the rounds here are
+// 15 minutes apart, so every round checkpoints, as it would in the field).
+void bench_sync(const Config& c, const std::string& dir) {
+  const int rounds = c.smoke ? 5 : 200;
+  std::printf(
+      "\nSync::full vs Sync::normal, one append per 15-minute poll round (%d rounds, "
+      "median ms per append)\n",
+      rounds);
+  std::printf("  %6s %12s %12s %12s\n", "batch", "normal", "full", "full-normal");
+  for (const std::uint64_t batch : {32ULL, 100ULL, 500ULL}) {
+    std::vector<double> t[2];
+    for (int rep = 0; rep < 2; ++rep) {
+      for (const Sync mode :
+           rep % 2 ? std::array{Sync::full, Sync::normal} : std::array{Sync::normal, Sync::full}) {
+        const std::string path = dir + "/sync.db";
+        remove_db(path);
+        Options o = store_options(c, path);
+        o.sync = mode;
+        o.checkpoint_interval_ms = Options{}.checkpoint_interval_ms;
+        auto opened = Store::open(o);
+        if (!opened) die("open: " + opened.error().message);
+        Store s = std::move(opened).value();
+        if (!s.append(warm_up())) die("append");
+        for (int r = 0; r < rounds; ++r) {
+          Batch b = make_batch(static_cast<std::uint64_t>(r) * batch, batch);
+          b.now_ms = t0_ms + static_cast<std::int64_t>(r) * 900'000;
+          const auto t1 = Clock::now();
+          if (!s.append(b)) die("append");
+          t[mode == Sync::full].push_back(seconds_since(t1) * 1e3);
+        }
+        remove_db(path);
+      }
+    }
+    const double n = median(t[0]), f = median(t[1]);
+    std::printf("  %6llu %12.3f %12.3f %12.3f\n", static_cast<unsigned long long>(batch), n, f,
+                f - n);
   }
 }
 
@@ -367,6 +462,22 @@ void bench_backlog(const Config& c, const std::string& dir) {
               static_cast<unsigned long long>(c.backlog), fill_s,
               static_cast<double>(c.backlog) / fill_s);
 
+  // Open reads counters from meta: its cost must not grow with the backlog. Cold: after the
+  // page cache was dropped (root only), as after a reboot.
+  double cold_ms = -1;
+  if (c.drop_caches) {
+    ::sync();
+    std::ofstream drop("/proc/sys/vm/drop_caches");
+    drop << "3\n";
+    drop.flush();
+    if (drop.good()) {
+      const auto t_cold = Clock::now();
+      Store cold = open_store(c, path);
+      cold_ms = seconds_since(t_cold) * 1e3;
+    } else {
+      std::printf("  (cannot drop the page cache: not root?)\n");
+    }
+  }
   const auto t_open = Clock::now();
   Store s = open_store(c, path);
   const double open_ms = seconds_since(t_open) * 1e3;
@@ -376,7 +487,8 @@ void bench_backlog(const Config& c, const std::string& dir) {
 
   auto st = s.stats();
   if (!st) die("stats");
-  std::printf("  open with the backlog:              %10.1f ms\n", open_ms);
+  std::printf("  open with the backlog, hot:         %10.1f ms\n", open_ms);
+  if (cold_ms >= 0) std::printf("  open with the backlog, cold:        %10.1f ms\n", cold_ms);
   std::printf("  next_unsent(500), best of 5 rounds: at the head / walking with mark_inflight\n");
   std::printf("    %10llu-row backlog: %8.1f us/call %8.1f us/call\n",
               static_cast<unsigned long long>(small_backlog), small.fresh_us, small.walking_us);
@@ -430,15 +542,23 @@ Config parse(int argc, char** argv) {
       const auto v = value();
       if (v != "normal" && v != "full") die("--sync takes normal or full");
       c.sync = v == "full" ? Sync::full : Sync::normal;
+    } else if (a == "--only") {
+      c.only = value();
+      if (c.only != "append" && c.only != "sync" && c.only != "ack" && c.only != "backlog") {
+        die("--only takes append, sync, ack or backlog");
+      }
+    } else if (a == "--drop-caches") {
+      c.drop_caches = true;
     } else if (a == "--smoke") {
       c.smoke = true;
       c.backlog = 5000;
       c.rows = 3000;
       c.reps = 1;
     } else {
-      std::fprintf(stderr,
-                   "usage: bench_buffer [--backlog N] [--rows N] [--reps N] [--dir DIR] "
-                   "[--sync normal|full] [--smoke]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_buffer [--backlog N] [--rows N] [--reps N] [--dir DIR] "
+          "[--sync normal|full] [--only append|sync|ack|backlog] [--drop-caches] [--smoke]\n");
       std::exit(a == "--help" || a == "-h" ? 0 : 2);
     }
   }
@@ -458,9 +578,10 @@ int main(int argc, char** argv) {
               sqlite3_libversion(), c.sync == Sync::full ? "FULL" : "NORMAL", dir.c_str());
   std::printf("data: %d meters x 16 quantities, mantissa ~1e7, exponent -2%s\n", meters,
               c.smoke ? "  [smoke run: sizes too small to mean anything]" : "");
-  bench_append(c, dir);
-  bench_ack(c, dir);
-  bench_backlog(c, dir);
+  if (c.only.empty() || c.only == "append") bench_append(c, dir);
+  if (c.only.empty() || c.only == "sync") bench_sync(c, dir);
+  if (c.only.empty() || c.only == "ack") bench_ack(c, dir);
+  if (c.only.empty() || c.only == "backlog") bench_backlog(c, dir);
   std::filesystem::remove_all(dir);
   return 0;
 }
