@@ -2,6 +2,7 @@
 // trips random wire data and random values; the sign rule applies exactly
 // to the items the standard marks signed; absent data decodes to null.
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 
@@ -403,4 +404,67 @@ TEST_CASE("encode_field: INT64_MIN and extreme exponents are errors, not UB or l
   CHECK_FALSE(encode_field(f, Decimal{-1, INT32_MIN}));
   CHECK(*encode_field(f, Decimal{0, INT32_MIN}) == hex("00 00 00"));
   CHECK(*encode_field(f, Decimal{-1234, -3}) == hex("34 12 80"));
+}
+
+TEST_CASE("quantities are keyed by type: every name derives from its key, one key per name") {
+  // The canonical names (docs/contracts.md), spelled once, in to_string(QuantityKey).
+  const std::pair<QuantityKey, const char*> canonical[] = {
+      {energy_key(Flow::active_import), "energy.active.import.total"},
+      {energy_key(Flow::active_import, 1), "energy.active.import.t1"},
+      {energy_key(Flow::active_import, 4), "energy.active.import.t4"},
+      {energy_key(Flow::active_export), "energy.active.export.total"},
+      {energy_key(Flow::active_combined), "energy.active.combined.total"},
+      {energy_key(Flow::reactive_import), "energy.reactive.import.total"},
+      {energy_key(Flow::reactive_export), "energy.reactive.export.total"},
+      {measurand_key(Measurand::voltage, 1), "voltage.l1"},
+      {measurand_key(Measurand::voltage, 3), "voltage.l3"},
+      {measurand_key(Measurand::current, 2), "current.l2"},
+      {measurand_key(Measurand::current, neutral), "current.n"},
+      {measurand_key(Measurand::power_active), "power.active.total"},
+      {measurand_key(Measurand::power_active, 3), "power.active.l3"},
+      {measurand_key(Measurand::power_reactive), "power.reactive.total"},
+      {measurand_key(Measurand::power_apparent), "power.apparent.total"},
+      {measurand_key(Measurand::power_factor), "power_factor.total"},
+      {measurand_key(Measurand::power_factor, 1), "power_factor.l1"},
+      {measurand_key(Measurand::frequency), "frequency"},
+      {demand_key(Flow::active_import, 0, false), "demand.active.import.max"},
+      {measurand_key(Measurand::temperature_meter), "temperature.meter"},
+  };
+  for (const auto& [key, name] : canonical) CHECK(to_string(key) == name);
+
+  std::map<std::string, QuantityKey> by_name;
+  std::size_t fields = 0;
+  for (const auto version : {Version::v2007, Version::v1997}) {
+    for (const auto di : catalogued(version)) {
+      const auto item = *lookup(version, di);  // (not a temporary in the loop head)
+      for (const auto& f : item.fields) {
+        CAPTURE(di_to_string(version, di));
+        ++fields;
+        CHECK(f.quantity == to_string(f.key));
+        const auto [it, fresh] = by_name.emplace(f.quantity, f.key);
+        if (!fresh) CHECK(it->second == f.key);  // two keys never share a name
+      }
+    }
+  }
+  // ... and two names never share a key: the map is one to one.
+  std::set<std::string> keys_seen;
+  for (const auto& [name, key] : by_name) {
+    const std::string fingerprint =
+        std::to_string(static_cast<int>(key.measurand)) + "/" +
+        std::to_string(static_cast<int>(key.flow)) + "/" + std::to_string(key.tariff) + "/" +
+        std::to_string(key.phase) + "/" + std::to_string(key.index) + "/" +
+        std::to_string(key.is_time) + "/" + std::to_string(static_cast<int>(key.event)) + "/" +
+        std::to_string(static_cast<int>(key.part)) + "/" +
+        std::to_string(static_cast<int>(key.parameter));
+    CHECK(keys_seen.insert(fingerprint).second);
+  }
+  MESSAGE(fields, " fields, ", by_name.size(), " distinct quantities");
+  // The key says what the catalogue used to spell: DI 0201FF00 is voltage L1..L3.
+  const auto block = *lookup(Version::v2007, 0x0201FF00);
+  REQUIRE(block.fields.size() == 3);
+  CHECK(block.fields[2].key == measurand_key(Measurand::voltage, 3));
+  CHECK(lookup(Version::v2007, 0x1D000001)->fields[2].key ==
+        event_key(Event::relay_trip, EventPart::energy, 0, Flow::active_import));
+  CHECK(lookup(Version::v2007, 0x1D000001)->fields[2].quantity ==
+        "event.relay_trip.energy.active.import.total");
 }
