@@ -32,18 +32,11 @@ double unit(std::uint64_t seed, std::uint64_t key) {
 }
 
 // Truncates toward zero to `decimals` places: a meter shows the digits its
-// register has, it does not round up.
+// register has, it does not round up. (protocol::rescale; the model's values
+// never overflow int64, so the fallback 0 is never taken.)
 Decimal quantize(Decimal d, int decimals) {
   const std::int32_t target = -decimals;
-  while (d.exponent < target) {
-    d.mantissa /= 10;
-    ++d.exponent;
-  }
-  while (d.exponent > target) {
-    d.mantissa *= 10;
-    --d.exponent;
-  }
-  return d;
+  return {protocol::rescale(d, target, protocol::Rounding::toward_zero).value_or(0), target};
 }
 
 std::string time_text(std::string_view format, Millis local) {
@@ -321,6 +314,139 @@ std::uint16_t Dlt645Meter::status_word(unsigned n, Millis now) const {
   return w;
 }
 
+bool Dlt645Meter::models(const protocol::QuantityKey& key) noexcept {
+  switch (key.measurand) {
+    case Measurand::load_profile_record:
+    case Measurand::prepaid_remaining_energy:
+    case Measurand::prepaid_remaining_money:
+      return false;
+    case Measurand::event:  // counters of the whole meter and the records it keeps
+      return key.phase == 0 && key.part != EventPart::di_n;
+    case Measurand::parameter:
+      switch (key.parameter) {
+        case Parameter::pulse_width:
+        case Parameter::zone_switch_time:
+        case Parameter::period_switch_time:
+        case Parameter::harmonic_order:
+        case Parameter::weekend_word:
+        case Parameter::weekend_table:
+        case Parameter::load_record_mode:
+        case Parameter::freeze_mode:
+        case Parameter::load_record_start:
+        case Parameter::load_record_interval:
+        case Parameter::password:
+        case Parameter::report_status:
+        case Parameter::display_cycle:
+        case Parameter::display_duration:
+        case Parameter::display_energy_decimals:
+        case Parameter::display_power_decimals:
+          return false;
+        case Parameter::weekday:
+        case Parameter::date:
+        case Parameter::time:
+        case Parameter::demand_period:
+        case Parameter::demand_slide:
+        case Parameter::zone_count:
+        case Parameter::period_table_count:
+        case Parameter::period_count:
+        case Parameter::tariff_count:
+        case Parameter::holiday_count:
+        case Parameter::address:
+        case Parameter::number:
+        case Parameter::asset_number:
+        case Parameter::rated_voltage:
+        case Parameter::rated_current:
+        case Parameter::max_current:
+        case Parameter::active_class:
+        case Parameter::reactive_class:
+        case Parameter::active_constant:
+        case Parameter::reactive_constant:
+        case Parameter::model:
+        case Parameter::production_date:
+        case Parameter::protocol_version:
+        case Parameter::combination_word:
+        case Parameter::baud_word:
+        case Parameter::settlement_day:
+        case Parameter::software_version:
+        case Parameter::hardware_version:
+        case Parameter::vendor:
+        case Parameter::user_number:
+        case Parameter::device_code:
+          return true;
+      }
+      return false;
+    case Measurand::energy:
+    case Measurand::demand_max:
+    case Measurand::voltage:
+    case Measurand::current:
+    case Measurand::power_active:
+    case Measurand::power_reactive:
+    case Measurand::power_apparent:
+    case Measurand::power_factor:
+    case Measurand::angle:
+    case Measurand::thd_voltage:
+    case Measurand::thd_current:
+    case Measurand::harmonic_voltage:
+    case Measurand::harmonic_current:
+    case Measurand::frequency:
+    case Measurand::power_active_average_1min:
+    case Measurand::power_active_limit_import:
+    case Measurand::power_active_limit_export:
+    case Measurand::demand_active_present:
+    case Measurand::demand_reactive_present:
+    case Measurand::demand_apparent_present:
+    case Measurand::temperature_meter:
+    case Measurand::battery_clock_voltage:
+    case Measurand::battery_reading_voltage:
+    case Measurand::battery_working_time:
+    case Measurand::freeze_time:
+    case Measurand::status_word:
+    case Measurand::status_meter:
+    case Measurand::status_grid:
+    case Measurand::status_weekend:
+      return true;
+  }
+  return false;
+}
+
+std::size_t Dlt645Meter::history(dlt::Frozen kind) const noexcept {
+  switch (kind) {
+    case dlt::Frozen::none:
+      return 0;
+    case dlt::Frozen::monthly:
+      return monthly_.size();
+    case dlt::Frozen::daily:
+      return daily_.size();
+    case dlt::Frozen::hourly:
+      return hourly_.size();
+    case dlt::Frozen::instant:
+      return instant_freezes_.size();
+    case dlt::Frozen::timed:
+    case dlt::Frozen::switchover:
+      return timed_.size();
+  }
+  return 0;
+}
+
+std::size_t Dlt645Meter::records(Event event) const noexcept {
+  switch (event) {
+    case Event::power_down:
+      return power_downs_.size();
+    case Event::meter_cover_open:
+      return cover_opens_.size();
+    case Event::time_adjust:
+      return time_adjusts_.size();
+    case Event::relay_trip:
+      return trips_.size();
+    case Event::relay_close:
+      return closes_.size();
+    case Event::event_clear:
+      return event_clears_.size();
+    default:  // no record log kept for the others (counts only)
+      return 0;
+  }
+}
+
 std::optional<Dlt645Meter::Data> Dlt645Meter::energy_value(const protocol::QuantityKey& key,
                                                            const dlt::DataItem& item, Millis now) {
   Registers regs;
@@ -519,6 +645,7 @@ std::optional<Dlt645Meter::Data> Dlt645Meter::event_value(const protocol::Quanti
 std::optional<Dlt645Meter::Data> Dlt645Meter::value(const dlt::DataItem& item,
                                                     const dlt::Field& field, Millis now) {
   const protocol::QuantityKey& key = field.key;
+  if (!models(key)) return std::nullopt;  // not in the declared table: ERR 02
   const Millis local = local_time(now);
   auto number = [&](std::int64_t m, std::int32_t e) -> std::optional<Data> {
     return Data{quantize(Decimal{m, e}, field.decimals)};

@@ -67,6 +67,14 @@ class Dlt645Meter final : public Meter {
   // stays silent (broadcast, not addressed, not a request, powered off).
   std::optional<dlt::Frame> handle(const dlt::Frame& request, Millis now);
 
+  // The declared table: the quantities this model has values for. A read
+  // is answered exactly when every field it must send is declared here, the
+  // tariff is configured, and the history reaches back to the period asked
+  // for (history(), records()); anything else is ERR 02 (no such data).
+  static bool models(const protocol::QuantityKey& key) noexcept;
+  std::size_t history(dlt::Frozen kind) const noexcept;       // freezes kept of that kind
+  std::size_t records(protocol::Event event) const noexcept;  // event records kept
+
   // Ground truth: the values the meter would answer for `di` right now, or
   // nullopt if it would answer "no requested data".
   std::optional<std::vector<dlt::Value>> read(std::uint32_t di, Millis now);
