@@ -71,6 +71,7 @@ TEST_CASE("issue 8 repro: a power cut after a checkpoint never makes a seq repea
   const auto path = dir.file("b.db");
   const auto cut = dir.file("cut.db");
   Options o;
+  o.sync = Sync::normal;
   o.seq_reserve = 1000;
   o.checkpoint_interval_ms = 0;  // the case of the issue: nothing but the explicit checkpoint
   {
@@ -166,6 +167,7 @@ TEST_CASE("Sync::normal: a time-based checkpoint bounds what a power cut takes")
   const auto path = dir.file("b.db");
   const auto cut = dir.file("cut.db");
   Options o;
+  o.sync = Sync::normal;
   o.checkpoint_interval_ms = 60'000;
   o.now_ms = 1'000'000;
   Store s = open_store(path, o);
