@@ -1,5 +1,6 @@
 #include "firmware/frame_report.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -124,21 +125,80 @@ std::string frame_json(const dlt::Frame& f, std::size_t offset,
   return protocol::dump(j);
 }
 
+std::string with_thousands(std::uint64_t n) {
+  std::string digits = std::to_string(n);
+  for (std::size_t i = digits.size(); i > 3; i -= 3) digits.insert(i - 3, ",");
+  return digits;
+}
+
+CaptureReporter::CaptureReporter(ReportOptions options, Sink on_frame, Sink on_error)
+    : options_(options), on_frame_(std::move(on_frame)), on_error_(std::move(on_error)) {}
+
+void CaptureReporter::feed(std::span<const std::uint8_t> bytes) {
+  // In slices, so the decoder's buffer stays small whatever the caller feeds.
+  constexpr std::size_t slice = 4096;
+  for (std::size_t at = 0; at < bytes.size(); at += slice) {
+    decoder_.feed(bytes.subspan(at, std::min(slice, bytes.size() - at)));
+    drain(false);
+  }
+}
+
+void CaptureReporter::finish() {
+  drain(true);
+  unfold(decoder_.offset());
+}
+
+void CaptureReporter::drain(bool end) {
+  for (;;) {
+    const auto base = decoder_.offset();
+    const auto r = end ? decoder_.flush() : decoder_.next();
+    if (!r) return;
+    on_result(base + r->skipped, *r);
+  }
+}
+
+void CaptureReporter::on_result(std::uint64_t at, const dlt::DecodeResult& r) {
+  if (r.status == dlt::DecodeStatus::frame) {
+    unfold(at);
+    run_errors_ = 0;
+    ++frames_;
+    on_frame_(options_.json ? frame_json(r.frame, at, options_.version)
+                            : frame_text(r.frame, frames_, at, options_.version));
+    return;
+  }
+  ++errors_;
+  ++run_errors_;
+  if (options_.errors_before_folding == 0 || run_errors_ <= options_.errors_before_folding) {
+    on_error_("bad frame at byte " + std::to_string(at) + ": " + dlt::describe(r));
+    return;
+  }
+  if (folded_++ == 0) folded_from_ = at;
+}
+
+void CaptureReporter::unfold(std::uint64_t until) {
+  if (folded_ == 0) return;
+  on_error_("... " + with_thousands(until - folded_from_) + " bytes skipped, " +
+            with_thousands(folded_) + " more bad frame" + (folded_ == 1 ? "" : "s") + ", bytes " +
+            with_thousands(folded_from_) + " to " + with_thousands(until));
+  folded_ = 0;
+}
+
+CaptureReport report_capture(std::span<const std::uint8_t> capture, const ReportOptions& options) {
+  CaptureReport report;
+  CaptureReporter reporter(
+      options, [&](const std::string& f) { report.frames.push_back(f); },
+      [&](const std::string& e) { report.errors.push_back(e); });
+  reporter.feed(capture);
+  reporter.finish();
+  return report;
+}
+
 CaptureReport report_capture(std::span<const std::uint8_t> capture, bool json,
                              std::optional<dlt::Version> version) {
-  CaptureReport report;
-  std::size_t index = 0;
-  for (const auto& item : dlt::decode_all(capture)) {
-    if (item.result.status == dlt::DecodeStatus::frame) {
-      ++index;
-      report.frames.push_back(json ? frame_json(item.result.frame, item.offset, version)
-                                   : frame_text(item.result.frame, index, item.offset, version));
-    } else {
-      report.errors.push_back("bad frame at byte " + std::to_string(item.offset) + ": " +
-                              dlt::describe(item.result));
-    }
-  }
-  return report;
+  ReportOptions options;
+  options.json = json;
+  options.version = version;
+  return report_capture(capture, options);
 }
 
 }  // namespace meterd::firmware

@@ -4,8 +4,9 @@
 #include <chrono>
 #include <ctime>
 #include <iostream>
-#include <iterator>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -51,7 +52,95 @@ dlt::DateTime time_of(const std::string& option, const std::string& text) {
 }
 
 void print_frame(const dlt::Frame& frame, bool preamble) {
-  std::cout << dlt::to_hex(dlt::encode(frame, preamble ? 4 : 0), true) << "\n";
+  const auto wire = dlt::try_encode(frame, preamble ? 4 : 0);
+  if (!wire) fail("encode: the data field exceeds 255 bytes (L is one byte)");
+  std::cout << dlt::to_hex(*wire, true) << "\n";
+}
+
+// Hex text -> bytes, a piece at a time (a capture on stdin may be large).
+// Separators (space, tab, newline, ':', ',') may fall anywhere, even
+// between the two digits of a byte, as parse_hex() allows.
+class HexStream {
+ public:
+  // Appends the bytes of `text` to `out`; false at the first character
+  // that is neither a hex digit nor a separator.
+  bool feed(std::string_view text, std::vector<std::uint8_t>& out) {
+    for (const char c : text) {
+      ++chars_;
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ':' || c == ',') continue;
+      const int nibble = c >= '0' && c <= '9'   ? c - '0'
+                         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                : -1;
+      if (nibble < 0) return false;
+      if (high_ < 0) {
+        high_ = nibble;
+      } else {
+        out.push_back(static_cast<std::uint8_t>((high_ << 4) | nibble));
+        high_ = -1;
+      }
+    }
+    return true;
+  }
+  bool complete() const noexcept { return high_ < 0; }  // an even number of digits
+  std::uint64_t position() const noexcept { return chars_; }
+
+ private:
+  int high_ = -1;
+  std::uint64_t chars_ = 0;
+};
+
+// meterctl decode: the capture streams through (stdin in 64 KiB pieces),
+// frames are printed as they are found. Exit 1 if any candidate was bad.
+int decode_capture(const std::vector<std::string>& hex_parts, bool json,
+                   std::optional<dlt::Version> forced) {
+  meterd::firmware::ReportOptions options;
+  options.json = json;
+  options.version = forced;
+  bool first = true;
+  meterd::firmware::CaptureReporter reporter(
+      options,
+      [&](const std::string& frame) {
+        if (!json && !first) std::cout << "\n";
+        first = false;
+        std::cout << frame << (json ? "\n" : "");
+      },
+      [](const std::string& error) { std::cerr << "meterctl: " << error << "\n"; });
+  HexStream hex;
+  std::vector<std::uint8_t> bytes;
+  const auto take = [&](std::string_view text) {
+    bytes.clear();
+    const bool ok = hex.feed(text, bytes);
+    reporter.feed(bytes);
+    if (!ok)
+      fail("decode: input is not hex at character " + std::to_string(hex.position()) +
+           " (digits 0-9 A-F, spaces allowed, an even number of digits)");
+  };
+  if (hex_parts.empty()) {
+    std::vector<char> buf(64 * 1024);
+    while (std::cin.read(buf.data(), static_cast<std::streamsize>(buf.size())) ||
+           std::cin.gcount() > 0)
+      take(std::string_view(buf.data(), static_cast<std::size_t>(std::cin.gcount())));
+  } else {
+    for (const auto& part : hex_parts) take(part);
+  }
+  if (!hex.complete())
+    fail("decode: input is not hex (an odd number of digits: the last byte is half a byte)");
+  reporter.finish();
+  std::cout.flush();
+  if (reporter.frames() == 0 && reporter.errors() == 0) {
+    std::cerr << "meterctl: no DL/T 645 frame found in the input\n";
+    return 1;
+  }
+  return reporter.errors() == 0 ? 0 : 1;
+}
+
+// CLI11's messages may span lines; a usage error is one line.
+std::string one_line(std::string text) {
+  for (auto& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
 }
 
 }  // namespace
@@ -126,32 +215,21 @@ int main(int argc, char** argv) {
       ->required();
   e_relay->add_flag("--preamble", preamble, "Prefix four FE wake-up bytes");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help: the help text on stdout, exit 0
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Every usage error: one line on stderr, exit 2 (CLI11 would exit 104-109).
+    std::cerr << "meterctl: " << one_line(e.what()) << " (see meterctl --help)\n";
+    return 2;
+  }
 
   try {
     if (decode->parsed()) {
-      std::string text;
-      if (hex_parts.empty()) {
-        text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-      } else {
-        for (const auto& part : hex_parts) text += part + " ";
-      }
-      const auto bytes = dlt::parse_hex(text);
-      if (!bytes)
-        fail("decode: input is not hex (digits 0-9 A-F, spaces allowed, an even number of digits)");
       std::optional<dlt::Version> forced;
       if (!decode_protocol.empty()) forced = version_of(decode_protocol);
-      const auto report = meterd::firmware::report_capture(*bytes, json, forced);
-      for (std::size_t k = 0; k < report.frames.size(); ++k) {
-        if (!json && k > 0) std::cout << "\n";
-        std::cout << report.frames[k] << (json ? "\n" : "");
-      }
-      for (const auto& e : report.errors) std::cerr << "meterctl: " << e << "\n";
-      if (report.frames.empty() && report.errors.empty()) {
-        std::cerr << "meterctl: no DL/T 645 frame found in the input\n";
-        return 1;
-      }
-      return report.errors.empty() ? 0 : 1;
+      return decode_capture(hex_parts, json, forced);
     }
 
     const auto version = version_of(protocol_text);

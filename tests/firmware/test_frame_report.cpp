@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -53,4 +55,60 @@ TEST_CASE("forced version changes how an ambiguous frame reads") {
       nlohmann::json::parse(firmware::frame_json(f.frame, 0, protocol::dlt645::Version::v1997));
   CHECK(j["protocol"] == "dlt645-1997");
   CHECK(j["fields"]["time"] == "2017-06-05T10:22:51");
+}
+
+TEST_CASE("capture reporter: streams in any pieces, folds a run of bad frames into one line") {
+  using meterd::firmware::CaptureReporter;
+  using meterd::firmware::ReportOptions;
+  CHECK(meterd::firmware::with_thousands(0) == "0");
+  CHECK(meterd::firmware::with_thousands(999) == "999");
+  CHECK(meterd::firmware::with_thousands(12345) == "12,345");
+  CHECK(meterd::firmware::with_thousands(5000000) == "5,000,000");
+
+  // 1,000 bytes of 68H noise, a frame, 300 more, the frame again.
+  const auto frame = hex("68 12 90 78 56 34 12 68 11 04 33 33 34 33 68 16");
+  std::vector<std::uint8_t> capture(1000, 0x68);
+  capture.insert(capture.end(), frame.begin(), frame.end());
+  capture.insert(capture.end(), 300, 0x68);
+  capture.insert(capture.end(), frame.begin(), frame.end());
+
+  ReportOptions options;
+  options.json = true;
+  options.errors_before_folding = 3;
+  const auto run = [&](std::size_t piece) {
+    std::vector<std::string> lines;
+    CaptureReporter r(
+        options, [&](const std::string& f) { lines.push_back("frame " + f); },
+        [&](const std::string& e) { lines.push_back(e); });
+    for (std::size_t at = 0; at < capture.size(); at += piece)
+      r.feed(std::span(capture).subspan(at, std::min(piece, capture.size() - at)));
+    r.finish();
+    CHECK(r.frames() == 2);
+    return lines;
+  };
+  const auto whole = run(capture.size());
+  REQUIRE(whole.size() == 10);  // 3 named + 1 folded, frame, 3 named + 1 folded, frame
+  CHECK(whole[3].find("991 more bad frames") != std::string::npos);
+  CHECK(whole[0].rfind("bad frame at byte 0: checksum", 0) == 0);
+  CHECK(whole[3].rfind("... 997 bytes skipped, ", 0) == 0);
+  CHECK(whole[3].find("bytes 3 to 1,000") != std::string::npos);
+  CHECK(whole[4].find("\"offset\":1000") != std::string::npos);
+  CHECK(whole[8].rfind("... 297 bytes skipped, ", 0) == 0);
+  CHECK(whole[9].find("\"offset\":1316") != std::string::npos);
+  // In pieces the same frames come out, and the runs fold the same way.
+  // Only the number of bad candidates may be smaller: a head that is still
+  // incomplete when the frame behind it is whole is skipped as noise (the
+  // decoder cannot wait for bytes that may never come), not named.
+  for (std::size_t piece : {1u, 7u, 4096u}) {
+    CAPTURE(piece);
+    const auto lines = run(piece);
+    REQUIRE(lines.size() == whole.size());
+    for (std::size_t k = 0; k < lines.size(); ++k) {
+      if (k == 3 || k == 8)  // the folded lines: same span, maybe fewer candidates
+        CHECK(lines[k].substr(0, 22) == whole[k].substr(0, 22));
+      else
+        CHECK(lines[k] == whole[k]);
+    }
+    CHECK(lines[3].find("bytes 3 to 1,000") != std::string::npos);
+  }
 }

@@ -1,4 +1,5 @@
 // System tier: the real meterctl binary, as a technician runs it.
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -131,4 +132,67 @@ TEST_CASE("encode output decodes back to the same request") {
   CHECK(lines[0]["address"] == "000000000042");
   CHECK(lines[0]["di"] == "0506FF01");
   CHECK(lines[0]["direction"] == "request");
+}
+
+namespace {
+
+std::string stderr_of(const Run& r) {
+  const auto at = r.out.find("--stderr--\n");
+  return at == std::string::npos ? "" : r.out.substr(at + 11);
+}
+
+std::string stdout_of(const Run& r) { return r.out.substr(0, r.out.find("--stderr--")); }
+
+}  // namespace
+
+TEST_CASE("decode: a false head does not hide the real frame (issue 8 reproduction)") {
+  const auto r = meterctl("decode 6811111111111168 6812907856341268910833333433AB896745CC16");
+  CHECK(r.status == 0);
+  CHECK(r.out.find("frame 1 at byte 8: dlt645-2007 response") != std::string::npos);
+  CHECK(r.out.find("energy.active.import.total = 123456.78 kWh") != std::string::npos);
+}
+
+TEST_CASE("every usage error, the argument parser's included, is one line on stderr and exit 2") {
+  for (const char* args :
+       {"", "bogus", "decode --nope", "encode", "encode read --di 00010000",
+        "encode read --address", "encode read-follow-up --address 1 --di 00010000 --seq x",
+        "encode read --address 1 --di 00010000 extra", "decode 68 1", "decode 68 12 zz",
+        "encode read --address 1 --di 0001", "--protocol"}) {
+    CAPTURE(args);
+    const auto r = meterctl(args);
+    CHECK(r.status == 2);
+    CHECK(stdout_of(r).empty());
+    const auto err = stderr_of(r);
+    CHECK(err.rfind("meterctl: ", 0) == 0);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+    CHECK(err.back() == '\n');
+  }
+  const auto help = meterctl("--help");
+  CHECK(help.status == 0);
+  CHECK(stdout_of(help).find("decode") != std::string::npos);
+}
+
+TEST_CASE("decode: a large noisy capture streams, and repeated errors fold into one line") {
+  // 200,000 bytes of 68H noise (each a bad candidate), then a real answer.
+  const std::string path = "/tmp/meterctl_noise_" + std::to_string(::getpid());
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f);
+    for (int i = 0; i < 200000; ++i) std::fputs("68", f);
+    // (Not the 00010000 answer of the other tests: behind all-68H noise its
+    // bytes complete a false head at offset N-96 into a valid frame.)
+    std::fputs(" 68120000001020689118333234335C34333395333333933333333633333335333333 7416\n", f);
+    std::fclose(f);
+  }
+  const auto r = meterctl("decode --json < " + path);
+  std::remove(path.c_str());
+  CHECK(r.status == 1);
+  const auto lines = json_lines(r.out);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0]["offset"] == 200000);
+  const auto err = stderr_of(r);
+  CHECK(std::count(err.begin(), err.end(), '\n') == 11);  // 10 named, then one folded line
+  CHECK(err.find("meterctl: bad frame at byte 0: checksum") == 0);
+  CHECK(err.find("meterctl: ... 199,990 bytes skipped, ") != std::string::npos);
+  CHECK(err.find(" to 200,000\n") != std::string::npos);
 }
