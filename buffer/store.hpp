@@ -111,8 +111,8 @@ struct Options {
   // counted, and reported as a buffer.evicted event (docs/buffer.md).
   std::uint64_t max_readings = 10'000'000;
   std::uint64_t max_events = 1'000'000;
-  std::uint64_t max_bytes = 0;  // cap on pages in use * page size (WAL not included)
-  Sync sync = Sync::full;  // meterd's mode: docs/buffer.md "Durability"
+  std::uint64_t max_bytes = 0;          // cap on pages in use * page size (WAL not included)
+  Sync sync = Sync::full;               // meterd's mode: docs/buffer.md "Durability"
   std::uint32_t cache_kib = 8192;       // SQLite page cache; bounds resident memory
   std::uint32_t busy_timeout_ms = 200;  // how long to wait for a lock held by another process
   // Hard limit on the file in pages (PRAGMA max_page_count); appends past it fail with
