@@ -137,13 +137,15 @@ void Bus::vanish() {
 
 Bus::Steady::duration Bus::char_time() const { return microseconds(line_.char_time_us()); }
 
-// From 9600 baud up a character is shorter than a loaded machine's
-// scheduler can be trusted to keep (1.5 characters: 1.7 ms at 9600), so an
-// answer leaves in one write when its last byte is due: no gap inside it at
-// all, its first byte late by the answer's own duration (at most 270 ms, a
-// 256-byte Modbus answer at 9600). Slower lines get one write per
-// character, each when it is due (1.5 characters: 3.4 ms and more).
-bool Bus::lumped() const { return line_.baud >= 9600; }
+// An answer that lasts at most this long on the wire leaves in one write
+// when its last byte is due: no gap opens inside it, however busy the
+// machine (per-character writes opened 13-40 ms gaps at 2400 baud on a
+// loaded 2-core machine, 7-13 ms at 9600). Its first byte arrives late by
+// the answer's duration, which this bound keeps inside a 1 s response
+// timeout. Every answer qualifies from 9600 baud up (256 bytes: 293 ms);
+// longer ones (slow lines, long DL/T 645 blocks) go out a character at a
+// time, each when it is due.
+constexpr milliseconds one_write_max{400};
 
 void Bus::start_read() {
   if (!master_) return;
@@ -366,15 +368,16 @@ void Bus::send(std::vector<Answer> answers) {
 
 void Bus::queue(std::vector<Pending> bytes) {
   if (bytes.empty()) return;
-  if (lumped()) {
-    // Runs of back-to-back characters leave in one write, at the run's end.
-    const auto c = char_time();
-    std::size_t run = 0;
-    for (std::size_t k = 1; k <= bytes.size(); ++k) {
-      if (k < bytes.size() && bytes[k].due - bytes[k - 1].due <= c + c / 2) continue;
-      for (std::size_t j = run; j < k; ++j) bytes[j].due = bytes[k - 1].due;
-      run = k;
-    }
+  // Each run of back-to-back characters (a stall or a gap between two
+  // meters' answers ends a run) short enough leaves in one write, at its end.
+  const auto c = char_time();
+  std::size_t run = 0;
+  for (std::size_t k = 1; k <= bytes.size(); ++k) {
+    if (k < bytes.size() && bytes[k].due - bytes[k - 1].due <= c + c / 2) continue;
+    const bool one_write = bytes[k - 1].due - bytes[run].due + c <= one_write_max;
+    for (std::size_t j = run; j < k; ++j)
+      bytes[j].release = one_write ? bytes[k - 1].due : bytes[j].due;
+    run = k;
   }
   for (const auto& p : bytes) tx_.push_back(p);
   last_traffic_end_ = std::max(last_traffic_end_, tx_.back().due);
@@ -384,7 +387,7 @@ void Bus::queue(std::vector<Pending> bytes) {
 void Bus::arm_tx() {
   if (tx_armed_ || (tx_.empty() && unwritten_.empty())) return;
   tx_armed_ = true;
-  tx_timer_.expires_at(unwritten_.empty() ? tx_.front().due : Steady::now() + milliseconds(5));
+  tx_timer_.expires_at(unwritten_.empty() ? tx_.front().release : Steady::now() + milliseconds(5));
   tx_timer_.async_wait([this](const boost::system::error_code& ec) {
     tx_armed_ = false;
     if (!ec) on_tx_timer();
@@ -396,7 +399,7 @@ void Bus::on_tx_timer() {
   // Every byte whose time has come, never one early: a master must not see
   // the end of an answer before it could have crossed the wire.
   const auto now = Steady::now();
-  while (!tx_.empty() && tx_.front().due <= now) {
+  while (!tx_.empty() && tx_.front().release <= now) {
     unwritten_.push_back(tx_.front().byte);
     tx_.pop_front();
   }

@@ -11,8 +11,10 @@
 //    is heard only if it is exactly one request with a good CRC and no gap
 //    over 1.5 characters inside.
 //  - Timing: an answer starts no earlier than the request's end on the wire
-//    plus the meter's turnaround (drawn per request), and its bytes leave
-//    at line rate, never early, with no gap over 1.5 characters inside.
+//    plus the meter's turnaround (drawn per request); no byte reaches the
+//    master before it could have crossed the wire, and an answer of up to
+//    400 ms (every answer from 9600 baud up) arrives in one write, so no
+//    gap opens inside it; longer ones leave a character at a time.
 //    Answers of several meters each start at their own turnaround;
 //    overlapping bytes are OR-ed.
 //  - The slave's line settings (baud, stop bits: all a pty keeps) are
@@ -94,8 +96,9 @@ class Bus {
  private:
   using Steady = std::chrono::steady_clock;
   struct Pending {
-    Steady::time_point due;  // when the byte has fully left (its stop bit)
+    Steady::time_point due;  // when the byte has fully left on the wire (its stop bit)
     std::uint8_t byte;
+    Steady::time_point release{};  // when it is written to the pty (>= due)
   };
   struct Answer {
     Seat* seat;
@@ -118,7 +121,6 @@ class Bus {
   void arm_silence();
   void arm_unsolicited();
   Steady::duration char_time() const;
-  bool lumped() const;
 
   boost::asio::io_context& io_;
   std::string name_;
