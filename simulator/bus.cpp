@@ -6,6 +6,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "protocol/dlt645/control.hpp"
 #include "protocol/modbus_codec/rtu.hpp"
 #include "simulator/dlt645_meter.hpp"
 #include "simulator/modbus_meter.hpp"
@@ -19,10 +20,10 @@ using namespace std::chrono;
 
 namespace {
 
-// DL/T 645-2007 §7.1 control codes and the State Grid active report.
-constexpr std::uint8_t dlt2007_read = 0x11;
-constexpr std::uint8_t dlt1997_read = 0x01;
-constexpr std::uint8_t dlt2007_read_answer_more = 0xB1;  // answer, D5 = 1: more to come
+// A State Grid active report (DL/T 645-2007 with Q/GDW 1645 extensions): a
+// read answer with D5 = 1 carrying the active-report status word.
+constexpr std::uint8_t active_report_control =
+    dlt::control::direction_bit | dlt::control::follow_up_bit | dlt::fn2007::read;
 constexpr std::uint32_t di_active_report_status = 0x04001501;
 
 // How long the scheduler may be late before a gap inside a Modbus request
@@ -32,7 +33,7 @@ constexpr microseconds gap_slack{500};
 
 // Does a read ask for a block or for history (the meter gathers more)?
 bool long_dlt_read(const dlt::Frame& f) {
-  if (f.control == dlt2007_read && f.data.size() >= 4) {
+  if (f.control == dlt::fn2007::read && f.data.size() >= 4) {
     const std::uint32_t di =
         f.data[0] | f.data[1] << 8 | f.data[2] << 16 | static_cast<std::uint32_t>(f.data[3]) << 24;
     for (int k = 0; k < 4; ++k)
@@ -40,7 +41,7 @@ bool long_dlt_read(const dlt::Frame& f) {
     const unsigned di3 = di >> 24;
     return di3 == 0x03 || di3 == 0x05 || di3 == 0x06 || (di3 == 0x00 && (di & 0xFF) != 0);
   }
-  if (f.control == dlt1997_read && f.data.size() >= 2) {
+  if (f.control == dlt::fn1997::read && f.data.size() >= 2) {
     const unsigned di = f.data[0] | f.data[1] << 8;
     return (di & 0x000F) == 0x000F || (di & 0x00F0) == 0x00F0;
   }
@@ -440,7 +441,7 @@ void Bus::arm_unsolicited() {
         continue;
       const double p = 1.0 - (1.0 - s->faults.unsolicited) * (1.0 - faults_.unsolicited);
       if (u(rng_) >= p || receiving_ || !tx_.empty()) continue;
-      dlt::Frame f{s->dlt->config().address, dlt2007_read_answer_more, {}};
+      dlt::Frame f{s->dlt->config().address, active_report_control, {}};
       for (int k = 0; k < 4; ++k)
         f.data.push_back(static_cast<std::uint8_t>(di_active_report_status >> (8 * k)));
       for (int k = 0; k < 12; ++k) f.data.push_back(k == 0 ? 0x01 : 0x00);  // bit 0: report

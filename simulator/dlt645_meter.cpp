@@ -1066,8 +1066,23 @@ dlt::Frame Dlt645Meter::answer(std::uint8_t control, std::vector<std::uint8_t> d
   return dlt::Frame{config_.address, control, std::move(data)};
 }
 
+// DL/T 645-2007 §7.1 error word ERR bits (the 1997 word reads its bits
+// differently, see docs/dlt645.md, error words; its handler keeps them as
+// the 1997 table gives them).
+constexpr std::uint8_t err_other = 0x01;     // other error
+constexpr std::uint8_t err_no_data = 0x02;   // no requested data
+constexpr std::uint8_t err_password = 0x04;  // password error / not authorised
+constexpr std::uint8_t err_baud = 0x08;      // baud rate cannot be changed
+
+// The control code of a normal answer to function `fn` (D7 = 1).
+constexpr std::uint8_t answer_to(std::uint8_t fn) noexcept {
+  return static_cast<std::uint8_t>(dlt::control::direction_bit | fn);
+}
+
 dlt::Frame Dlt645Meter::error(std::uint8_t request_control, std::uint8_t err) const {
-  return answer(static_cast<std::uint8_t>(request_control | 0xC0), {err});
+  return answer(static_cast<std::uint8_t>(request_control | dlt::control::direction_bit |
+                                          dlt::control::abnormal_bit),
+                {err});
 }
 
 bool Dlt645Meter::password_ok(std::span<const std::uint8_t> p) const {
@@ -1101,19 +1116,20 @@ std::optional<dlt::Frame> Dlt645Meter::handle_2007(const dlt::Frame& f, Millis n
       return std::nullopt;
     }
     case dlt::fn2007::read: {
-      if (d.size() < 4) return error(f.control, 0x01);
+      if (d.size() < 4) return error(f.control, err_other);
       const std::uint32_t di = dlt::read_di(dlt::Version::v2007, d);
       const auto item = dlt::lookup(dlt::Version::v2007, di);
-      if (!item || d.size() != 4) return error(f.control, 0x02);  // load-profile forms: no data
+      if (!item || d.size() != 4)
+        return error(f.control, err_no_data);  // load-profile forms: no data
       const auto values = values_for(*item, now);
-      if (!values) return error(f.control, 0x02);
+      if (!values) return error(f.control, err_no_data);
       const auto payload = dlt::encode_values(*item, *values);
-      if (!payload) return error(f.control, 0x01);
+      if (!payload) return error(f.control, err_other);
       std::vector<std::uint8_t> data(d.begin(), d.begin() + 4);
       constexpr std::size_t first = 196, later = 195;
       if (payload->size() <= first) {
         data.insert(data.end(), payload->begin(), payload->end());
-        return answer(0x91, std::move(data));
+        return answer(answer_to(dlt::fn2007::read), std::move(data));
       }
       // Long answer: the first 196 bytes now, the rest by 12H follow-up reads.
       data.insert(data.end(), payload->begin(), payload->begin() + first);
@@ -1123,26 +1139,29 @@ std::optional<dlt::Frame> Dlt645Meter::handle_2007(const dlt::Frame& f, Millis n
         follow_chunks_.emplace_back(
             payload->begin() + static_cast<std::ptrdiff_t>(at),
             payload->begin() + static_cast<std::ptrdiff_t>(std::min(at + later, payload->size())));
-      return answer(0xB1, std::move(data));
+      return answer(answer_to(dlt::fn2007::read) | dlt::control::follow_up_bit, std::move(data));
     }
     case dlt::fn2007::read_follow_up: {
-      if (d.size() != 5) return error(f.control, 0x01);
+      if (d.size() != 5) return error(f.control, err_other);
       const std::uint32_t di = dlt::read_di(dlt::Version::v2007, d);
       const std::uint8_t seq = d[4];
       if (di != follow_di_ || seq == 0 || seq > follow_chunks_.size())
-        return error(f.control, 0x02);
+        return error(f.control, err_no_data);
       std::vector<std::uint8_t> data(d.begin(), d.begin() + 4);
       const auto& chunk = follow_chunks_[seq - 1];
       data.insert(data.end(), chunk.begin(), chunk.end());
       data.push_back(seq);
-      return answer(seq < follow_chunks_.size() ? 0xB2 : 0x92, std::move(data));
+      return answer(answer_to(dlt::fn2007::read_follow_up) |
+                        (seq < follow_chunks_.size() ? dlt::control::follow_up_bit : 0),
+                    std::move(data));
     }
     case dlt::fn2007::read_address:
       if (f.address != dlt::Address::wildcard()) return std::nullopt;
-      return answer(0x93, {config_.address.wire().begin(), config_.address.wire().end()});
+      return answer(answer_to(dlt::fn2007::read_address),
+                    {config_.address.wire().begin(), config_.address.wire().end()});
     case dlt::fn2007::write: {
-      if (d.size() < 12) return error(f.control, 0x01);
-      if (!password_ok(std::span(d).subspan(4, 4))) return error(f.control, 0x04);
+      if (d.size() < 12) return error(f.control, err_other);
+      if (!password_ok(std::span(d).subspan(4, 4))) return error(f.control, err_password);
       const std::uint32_t di = dlt::read_di(dlt::Version::v2007, d);
       const auto v = std::span(d).subspan(12);
       const Civil c = civil(local_time(now));
@@ -1155,27 +1174,27 @@ std::optional<dlt::Frame> Dlt645Meter::handle_2007(const dlt::Frame& f, Millis n
       else if (di == 0x04000102 && v.size() == 3)
         wanted = from_civil(c.year, c.month, c.day, b(2), b(1), b(0));
       else
-        return error(f.control, 0x01);
+        return error(f.control, err_other);
       dlt::OperatorCode op{d[8], d[9], d[10], d[11]};
       set_clock(now, *wanted);
       time_adjusts_.front().op = op;
       ++programming_count_;
-      return answer(0x94, {});
+      return answer(answer_to(dlt::fn2007::write), {});
     }
     case dlt::fn2007::freeze:
-      if (d.size() != 4) return error(f.control, 0x01);
+      if (d.size() != 4) return error(f.control, err_other);
       if (d[0] == 0x99 && d[1] == 0x99 && d[2] == 0x99 && d[3] == 0x99) {
         instant_freezes_.push_front({local_time(now), registers_at(now), demand_});
         if (instant_freezes_.size() > 3) instant_freezes_.pop_back();
       }
-      return answer(0x96, {});
+      return answer(answer_to(dlt::fn2007::freeze), {});
     case dlt::fn2007::change_baud:
-      return error(f.control, 0x08);
+      return error(f.control, err_baud);
     case dlt::fn2007::demand_reset:
     case dlt::fn2007::meter_clear:
     case dlt::fn2007::event_clear: {
-      if (d.size() < 8) return error(f.control, 0x01);
-      if (!password_ok(std::span(d).first(4))) return error(f.control, 0x04);
+      if (d.size() < 8) return error(f.control, err_other);
+      if (!password_ok(std::span(d).first(4))) return error(f.control, err_password);
       if (fn == dlt::fn2007::demand_reset) {
         demand_.assign(config_.tariffs + 1, {});
         ++demand_clear_count_;
@@ -1193,24 +1212,24 @@ std::optional<dlt::Frame> Dlt645Meter::handle_2007(const dlt::Frame& f, Millis n
         e.op = {d[4], d[5], d[6], d[7]};
         record(event_clears_, e, event_clear_count_);
       }
-      return answer(static_cast<std::uint8_t>(0x80 | fn), {});
+      return answer(answer_to(fn), {});
     }
     case dlt::fn2007::relay_control: {
-      if (d.size() != 16) return error(f.control, 0x01);
-      if (!password_ok(std::span(d).first(4))) return error(f.control, 0x04);
+      if (d.size() != 16) return error(f.control, err_other);
+      if (!password_ok(std::span(d).first(4))) return error(f.control, err_password);
       const auto cmd = dlt::relay_command_from_byte(d[8]);
-      if (!cmd) return error(f.control, 0x01);
+      if (!cmd) return error(f.control, err_other);
       const auto until = dlt::decode_datetime(std::span<const std::uint8_t, 6>(d.data() + 10, 6));
-      if (!until) return error(f.control, 0x01);
+      if (!until) return error(f.control, err_other);
       const Millis expiry = from_civil(until->year, until->month, until->day, until->hour,
                                        until->minute, until->second);
-      if (expiry < local_time(now)) return error(f.control, 0x01);  // expired command
-      if (*cmd == dlt::RelayCommand::trip && keep_power_) return error(f.control, 0x01);
+      if (expiry < local_time(now)) return error(f.control, err_other);  // expired command
+      if (*cmd == dlt::RelayCommand::trip && keep_power_) return error(f.control, err_other);
       relay_command(*cmd, now, {d[4], d[5], d[6], d[7]});
-      return answer(0x9C, {});
+      return answer(answer_to(dlt::fn2007::relay_control), {});
     }
     default:
-      return error(f.control, 0x01);
+      return error(f.control, err_other);
   }
 }
 
@@ -1231,7 +1250,7 @@ std::optional<dlt::Frame> Dlt645Meter::handle_1997(const dlt::Frame& f, Millis n
       if (!payload) return error(f.control, 0x01);
       std::vector<std::uint8_t> data(d.begin(), d.end());
       data.insert(data.end(), payload->begin(), payload->end());
-      return answer(0x81, std::move(data));
+      return answer(answer_to(dlt::fn1997::read), std::move(data));
     }
     case dlt::fn1997::reread:
       if (last_answer_) return last_answer_;
@@ -1251,7 +1270,7 @@ std::optional<dlt::Frame> Dlt645Meter::handle_1997(const dlt::Frame& f, Millis n
         set_clock(now, from_civil(c.year, c.month, c.day, b(2), b(1), b(0)));
       else
         return error(f.control, 0x01);
-      return answer(0x84, {});
+      return answer(answer_to(dlt::fn1997::write), {});
     }
     default:
       return error(f.control, 0x01);
