@@ -48,7 +48,12 @@ Dlt645MeterConfig engine_config(const ModbusMeterConfig& c) {
 }  // namespace
 
 ModbusMeter::ModbusMeter(ModbusMeterConfig config, Millis start)
-    : config_(std::move(config)), engine_(engine_config(config_), start) {}
+    : config_(std::move(config)), engine_(engine_config(config_), start) {
+  // Built once, here rather than on the first request: it walks the whole
+  // DL/T 645 catalogue, which in a sanitizer build on a busy machine took
+  // longer than a master's response timeout.
+  (void)quantity_sources();
+}
 
 std::optional<Decimal> ModbusMeter::canonical(const mb::Register& r, Millis now) {
   const auto& sources = quantity_sources();
