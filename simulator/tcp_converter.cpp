@@ -100,9 +100,11 @@ std::pair<std::vector<std::uint8_t>, Millis> TcpConverter::answer(std::uint16_t 
   // No such unit behind this converter, or it is off: its RS-485 side
   // times out and says so.
   if (!seat || !seat->listening(now)) return gateway_failed(0);
-  const Millis quiet = last_traffic_ ? now - last_traffic_ : ms_per_day;
-  const auto a = seat->modbus->handle(req, now, quiet);
-  last_traffic_ = now;
+  // The converter forwards one request at a time; the unit's silent gap
+  // is timed (in simulated time) from the last request it heard.
+  Millis& last = last_heard_[req.unit];
+  const auto a = seat->modbus->handle(req, now, last ? now - last : ms_per_day);
+  if (a) last = now;
   if (!a) return gateway_failed(seat->meter->turnaround_ms());
   // The RS-485 side: the same injector as a bus, on the RTU answer.
   const FaultRoll r = roll(seat->faults, faults_, rng_);

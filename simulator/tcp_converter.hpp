@@ -6,6 +6,7 @@
 // Runs on the simulator's io_context thread only.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -61,7 +62,7 @@ class TcpConverter {
   std::vector<std::shared_ptr<Seat>> seats_;
   Faults faults_;  // converter-wide switches
   TcpStats stats_;
-  Millis last_traffic_ = 0;  // simulated time the RS-485 side last carried an answer
+  std::map<std::uint8_t, Millis> last_heard_;  // per unit, simulated time
 };
 
 }  // namespace meterd::simulator
