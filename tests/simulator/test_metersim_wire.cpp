@@ -10,7 +10,12 @@
 #include <map>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "protocol/dlt645/frame.hpp"
 #include "protocol/dlt645/requests.hpp"
@@ -18,6 +23,7 @@
 #include "protocol/modbus_codec/pdu.hpp"
 #include "protocol/modbus_codec/registers.hpp"
 #include "protocol/modbus_codec/rtu.hpp"
+#include "protocol/modbus_codec/tcp.hpp"
 #include "tests/support/system.hpp"
 
 using namespace meterd;
@@ -561,4 +567,61 @@ TEST_CASE("the defaults keep the quick-flag fleet working: every serial meter an
     CHECK(s["not_heard"] == 0);
   }
   CHECK(stats["tcp"].contains("tcp-1"));
+}
+
+namespace {
+
+// One Modbus/TCP request on a fresh loopback connection; the raw answer bytes.
+std::vector<std::uint8_t> tcp_ask(int port, const std::vector<std::uint8_t>& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::vector<std::uint8_t> out;
+  std::uint8_t buf[512];
+  const auto until = std::chrono::steady_clock::now() + 1000ms;
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 20) <= 0) continue;
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.insert(out.end(), buf, buf + n);
+    if (mb::decode_tcp(out).status == mb::DecodeStatus::frame) break;
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the TCP converter uses the same fault injector and reports its stats") {
+  Sim sim("", {"--modbus-tcp", "1", "--static"});
+  const int port = sim.endpoints["tcp"][0]["port"];
+  const auto ask = [&] {
+    sim.ctl({{"cmd", "advance"}, {"ms", 100}});  // the SDM630's silent gap, in simulated time
+    return mb::decode_tcp(tcp_ask(port, mb::encode_tcp(mb::request::read_input(1, 0, 2), 7)));
+  };
+  REQUIRE_FALSE(ask().pdu.is_exception());
+  // Whatever breaks the RS-485 answer's CRC comes back as exception 0BH.
+  for (const char* f : {"corrupt", "corrupt_checksum", "truncate"}) {
+    CAPTURE(f);
+    sim.ctl({{"cmd", "clear_faults"}, {"bus", "tcp-1"}});
+    REQUIRE(sim.ctl({{"cmd", "fault"}, {"bus", "tcp-1"}, {"faults", {{f, 1.0}}}})["ok"] == true);
+    const auto r = ask();
+    REQUIRE(r.status == mb::DecodeStatus::frame);
+    CHECK(r.pdu.data == std::vector<std::uint8_t>{0x0B});
+  }
+  sim.ctl({{"cmd", "clear_faults"}, {"bus", "tcp-1"}});
+  // A powering-up unit is silent behind the converter: 0BH too.
+  sim.ctl({{"cmd", "power_cycle"}, {"meter", "m0001"}, {"off_ms", 0}, {"power_up_ms", 5000}});
+  CHECK(ask().pdu.data == std::vector<std::uint8_t>{0x0B});
+  const auto stats = sim.ctl({{"cmd", "stats"}})["tcp"]["tcp-1"];
+  CHECK(stats["requests"] == 5);
+  CHECK(stats["answers"] == 1);
+  CHECK(stats["corrupted"] == 2);
+  CHECK(stats["truncated"] == 1);
+  CHECK(stats["gateway_exceptions"] == 4);
 }
