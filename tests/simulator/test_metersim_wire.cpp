@@ -130,14 +130,14 @@ std::size_t differing_bits(const std::vector<std::uint8_t>& a, const std::vector
 
 TEST_CASE(
     "1. pacing: the SDM630's silent gap is timed from the end of the last frame on the wire") {
-  Sim sim(bus_toml(9600, "none") + modbus_meter("m1", "sdm630", 1, 30));
+  Sim sim(bus_toml(9600, "none") + modbus_meter("m1", "sdm630", 1, 100));
   Serial port(sim.bus_path(), 9600, false);
   const auto req = rtu(mb::request::read_input(1, 0x0000, 2));
   const auto first = port.transact(req, 1000ms, is_rtu);
   REQUIRE(first.bytes.size() == 9);
-  // 20 ms after the answer ended (but well over 60 ms after the request
-  // was sent: the turnaround alone is 30 ms): not heard.
-  std::this_thread::sleep_for(20ms);
+  // 10 ms after the answer ended (but over 100 ms after the request was
+  // sent: the turnaround alone is 100 ms): not heard.
+  std::this_thread::sleep_for(10ms);
   CHECK(port.transact(req, 300ms, is_rtu).bytes.empty());
   CHECK(sim.bus_stats()["not_heard"] == 1);
   // The unheard request was bus traffic too: 100 ms of silence after it.
@@ -231,9 +231,9 @@ TEST_CASE("3. strict Modbus RTU framing: junk, back-to-back requests and t1.5 ga
   }
   SUBCASE("the same request in two writes, no gap on the wire: heard") {
     pause();
-    port.write({req.begin(), req.begin() + 4});
-    std::this_thread::sleep_for(15ms);  // the first bytes are still on the wire
-    CHECK(port.transact({req.begin() + 4, req.end()}, 2000ms, is_rtu).bytes == good.bytes);
+    port.write({req.begin(), req.begin() + 6});
+    std::this_thread::sleep_for(15ms);  // the 6 bytes are on the wire for 50 ms
+    CHECK(port.transact({req.begin() + 6, req.end()}, 2000ms, is_rtu).bytes == good.bytes);
   }
   SUBCASE("DL/T 645 meters keep hunting for 68H through junk") {
     Sim d(bus_toml(9600) + dlt_meter("m1", "000000000001", 20));
