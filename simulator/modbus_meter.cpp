@@ -1,8 +1,10 @@
 #include "simulator/modbus_meter.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
+#include "protocol/decimal.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/modbus_codec/error.hpp"
 #include "protocol/modbus_codec/value.hpp"
@@ -12,6 +14,8 @@ namespace meterd::simulator {
 namespace mb = protocol::modbus;
 namespace dlt = protocol::dlt645;
 using protocol::Decimal;
+using protocol::rescale;
+using protocol::Rounding;
 
 namespace {
 
@@ -78,10 +82,9 @@ std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
       probe.quantity = std::string(base) + ".l" + std::to_string(l);
       const auto v = canonical(probe, now);
       if (!v || (v->mantissa == 0 && l > 1 && engine_.config().phases == 1)) continue;
-      Decimal d = *v;
-      while (d.exponent > exponent) d.mantissa *= 10, --d.exponent;
-      while (d.exponent < exponent) d.mantissa /= 10, ++d.exponent;
-      sum += d.mantissa;
+      const auto m = rescale(*v, exponent, Rounding::toward_zero);
+      if (!m) continue;
+      sum += *m;
       ++present;
     }
     return sum;
@@ -91,11 +94,12 @@ std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
     mb::Register pa, pb;
     pa.quantity = a;
     pb.quantity = b;
-    auto x = canonical(pa, now), y = canonical(pb, now);
+    const auto x = canonical(pa, now), y = canonical(pb, now);
     if (!x || !y) return std::nullopt;
-    while (x->exponent > y->exponent) x->mantissa *= 10, --x->exponent;
-    while (y->exponent > x->exponent) y->mantissa *= 10, --y->exponent;
-    return Decimal{x->mantissa + y->mantissa, x->exponent};
+    const auto e = std::min(x->exponent, y->exponent);
+    const auto mx = rescale(*x, e), my = rescale(*y, e);
+    if (!mx || !my) return std::nullopt;
+    return Decimal{*mx + *my, e};
   };
   // SDM630 0x0156/0x0158 (V1.8 note 3): total = import + export.
   if (q == "energy.active.total")
@@ -109,10 +113,9 @@ std::optional<Decimal> ModbusMeter::derived(const std::string& q, Millis now) {
     pf.quantity = "power_factor." + q.substr(12);
     const auto v = canonical(pf, now);
     if (!v) return Decimal{0, 0};
-    double x = static_cast<double>(v->mantissa);
-    for (auto e = v->exponent; e < 0; ++e) x /= 10;
-    for (auto e = v->exponent; e > 0; --e) x *= 10;
-    if (x == 0) return Decimal{0, 0};  // absent phase
+    const auto micro = rescale(*v, -6, Rounding::toward_zero);  // PF in millionths
+    if (!micro || *micro == 0) return Decimal{0, 0};            // absent phase
+    double x = static_cast<double>(*micro) / 1e6;
     x = std::clamp(std::abs(x), 0.0, 1.0);
     return Decimal{std::llround(std::acos(x) * 180.0 / 3.14159265358979323846 * 100), -2};
   }
@@ -184,9 +187,13 @@ std::optional<std::vector<std::uint16_t>> ModbusMeter::words(const mb::Register&
   // raw = canonical / scale; integer registers hold whole raw units, so
   // drop the digits finer than the register can carry (a meter truncates).
   if (r.encoding != mb::Encoding::float32) {
-    for (;;) {
+    // At most 19 turns: past them the mantissa is 0, which divides exactly.
+    while (value->exponent < 0) {
       if (const auto raw = mb::divide_exact(*value, r.scale); raw && raw->exponent >= 0) break;
-      if (value->exponent >= 0) break;
+      if (value->mantissa == 0) {
+        *value = Decimal{0, 0};
+        break;
+      }
       value->mantissa /= 10;
       ++value->exponent;
     }
