@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -99,5 +100,13 @@ class RawDb {
  private:
   sqlite3* db_ = nullptr;
 };
+
+// Opens (or creates) the store at `path`, failing the test with the store's message if it cannot.
+inline Store open_store(const std::string& path, Options o = {}) {
+  o.path = path;
+  auto s = Store::open(o);
+  REQUIRE_MESSAGE(s.has_value(), (s ? "" : s.error().message));
+  return std::move(s).value();
+}
 
 }  // namespace meterd::buffer::test

@@ -11,18 +11,12 @@
 #include "tests/buffer/support.hpp"
 
 using namespace meterd::buffer;
+using meterd::buffer::test::open_store;
 using meterd::buffer::test::RawDb;
 using meterd::buffer::test::readings_batch;
 using meterd::buffer::test::TempDir;
 
 namespace {
-
-Store open_store(const std::string& path, Options o = {}) {
-  o.path = path;
-  auto s = Store::open(o);
-  REQUIRE_MESSAGE(s.has_value(), (s ? "" : s.error().message));
-  return std::move(s).value();
-}
 
 std::vector<std::int64_t> range(std::int64_t first, std::int64_t last) {
   std::vector<std::int64_t> v;

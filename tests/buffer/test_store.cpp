@@ -12,18 +12,12 @@
 
 using namespace meterd::buffer;
 using meterd::buffer::test::make_reading;
+using meterd::buffer::test::open_store;
 using meterd::buffer::test::RawDb;
 using meterd::buffer::test::readings_batch;
 using meterd::buffer::test::TempDir;
 
 namespace {
-
-Store open_store(const std::string& path, Options o = {}) {
-  o.path = path;
-  auto s = Store::open(o);
-  REQUIRE_MESSAGE(s.has_value(), (s ? "" : s.error().message));
-  return std::move(s).value();
-}
 
 std::vector<std::int64_t> all_seqs(Store& s) {
   auto u = s.next_unsent(1'000'000);

@@ -7,11 +7,8 @@
 #include <set>
 #include <thread>
 
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
@@ -377,35 +374,6 @@ TEST_CASE("--gateway-config writes a meterd config (docs/contracts.md) for exact
   }
 }
 
-namespace {
-
-// One Modbus/TCP request on a fresh loopback connection; the raw answer bytes.
-std::vector<std::uint8_t> tcp_ask(int port, const std::vector<std::uint8_t>& request,
-                                  int timeout_ms) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-  std::vector<std::uint8_t> out;
-  std::uint8_t buf[512];
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 20) <= 0) continue;
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.insert(out.end(), buf, buf + n);
-    if (mb::decode_tcp(out).status == mb::DecodeStatus::frame) break;
-  }
-  ::close(fd);
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("Modbus TCP converter: several units behind one port, and its fault switches") {
   Sim sim({"--modbus-tcp", "3", "--static"});
   const int port = sim.endpoints["tcp"][0]["port"];
@@ -416,14 +384,14 @@ TEST_CASE("Modbus TCP converter: several units behind one port, and its fault sw
   // The SDM630 needs a silent gap between requests: let simulated time pass.
   const auto ask1 = [&](int timeout_ms) {
     sim.ctl({{"cmd", "advance"}, {"ms", 100}});
-    return tcp_ask(port, req(1), timeout_ms);
+    return modbus_tcp_ask(port, req(1), std::chrono::milliseconds(timeout_ms));
   };
   auto r = mb::decode_tcp(ask1(1000));
   REQUIRE(r.status == mb::DecodeStatus::frame);
   CHECK(r.header.transaction == 0x1234);
   CHECK_FALSE(r.pdu.is_exception());
   // A unit nobody has: "gateway target failed to respond".
-  r = mb::decode_tcp(tcp_ask(port, req(9), 1000));
+  r = mb::decode_tcp(modbus_tcp_ask(port, req(9), 1000ms));
   REQUIRE(r.status == mb::DecodeStatus::frame);
   CHECK(r.pdu.function == 0x84);
   CHECK(r.pdu.data == std::vector<std::uint8_t>{0x0B});

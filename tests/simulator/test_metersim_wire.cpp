@@ -10,11 +10,8 @@
 #include <map>
 #include <thread>
 
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "protocol/dlt645/frame.hpp"
@@ -569,40 +566,13 @@ TEST_CASE("the defaults keep the quick-flag fleet working: every serial meter an
   CHECK(stats["tcp"].contains("tcp-1"));
 }
 
-namespace {
-
-// One Modbus/TCP request on a fresh loopback connection; the raw answer bytes.
-std::vector<std::uint8_t> tcp_ask(int port, const std::vector<std::uint8_t>& request) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-  std::vector<std::uint8_t> out;
-  std::uint8_t buf[512];
-  const auto until = std::chrono::steady_clock::now() + 1000ms;
-  while (std::chrono::steady_clock::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 20) <= 0) continue;
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.insert(out.end(), buf, buf + n);
-    if (mb::decode_tcp(out).status == mb::DecodeStatus::frame) break;
-  }
-  ::close(fd);
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("the TCP converter uses the same fault injector and reports its stats") {
   Sim sim("", {"--modbus-tcp", "1", "--static"});
   const int port = sim.endpoints["tcp"][0]["port"];
   const auto ask = [&] {
     sim.ctl({{"cmd", "advance"}, {"ms", 100}});  // the SDM630's silent gap, in simulated time
-    return mb::decode_tcp(tcp_ask(port, mb::encode_tcp(mb::request::read_input(1, 0, 2), 7)));
+    return mb::decode_tcp(
+        modbus_tcp_ask(port, mb::encode_tcp(mb::request::read_input(1, 0, 2), 7), 1000ms));
   };
   REQUIRE_FALSE(ask().pdu.is_exception());
   // Whatever breaks the RS-485 answer's CRC comes back as exception 0BH.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "protocol/dlt645/frame.hpp"
+#include "protocol/modbus_codec/tcp.hpp"
 
 namespace meterd::testing {
 
@@ -218,6 +220,34 @@ bool modbus_rtu_complete(const std::vector<std::uint8_t>& b) {
   if (b[1] & 0x80) return true;                                    // exception: 5 bytes
   if (b[1] == 0x03 || b[1] == 0x04) return b.size() >= 5u + b[2];  // read: 3 + count + 2
   return b.size() >= 8;                                            // echo, write answers
+}
+
+std::vector<std::uint8_t> modbus_tcp_ask(int port, const std::vector<std::uint8_t>& request,
+                                         std::chrono::milliseconds timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    throw std::runtime_error("cannot send to 127.0.0.1:" + std::to_string(port));
+  }
+  std::vector<std::uint8_t> out;
+  std::uint8_t buf[512];
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 20) <= 0) continue;
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.insert(out.end(), buf, buf + n);
+    if (protocol::modbus::decode_tcp(out).status == protocol::modbus::DecodeStatus::frame) break;
+  }
+  ::close(fd);
+  return out;
 }
 
 }  // namespace meterd::testing

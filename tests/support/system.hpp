@@ -85,4 +85,9 @@ bool dlt645_complete(const std::vector<std::uint8_t>& bytes);
 // exception or an 8-byte echo/write answer has fully arrived.
 bool modbus_rtu_complete(const std::vector<std::uint8_t>& bytes);
 
+// One Modbus/TCP request on a fresh connection to 127.0.0.1:`port`; the raw
+// answer bytes (empty if none came within `timeout`). Throws if it cannot send.
+std::vector<std::uint8_t> modbus_tcp_ask(int port, const std::vector<std::uint8_t>& request,
+                                         std::chrono::milliseconds timeout);
+
 }  // namespace meterd::testing
