@@ -387,7 +387,8 @@ TEST_CASE("dates and times out of range are invalid: null with a problem note, n
   // FF filler is absence, not a problem.
   CHECK(decode_values(item(0x04000102), hex("FF FF FF")).problems.empty());
   // The encoder refuses what the decoder would not accept.
-  const auto& date = item(0x04000101).fields[1];
+  const auto date_item = item(0x04000101);
+  const auto& date = date_item.fields[1];
   CHECK_FALSE(encode_field(date, std::string("2026-13-15")));
   CHECK(encode_field(date, std::string("2026-12-15")));
   CHECK_FALSE(encode_field(item(0x04000101).fields[0], Decimal{9, 0}));
