@@ -19,6 +19,7 @@
 #include "protocol/dlt645/values.hpp"
 #include "protocol/modbus_codec/pdu.hpp"
 #include "protocol/modbus_codec/tcp.hpp"
+#include "tests/support/metersim.hpp"
 #include "tests/support/system.hpp"
 
 using namespace meterd;
@@ -29,28 +30,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string metersim = std::string(METERD_BIN_DIR) + "/metersim";
-
-struct Sim {
-  TempDir dir;
-  std::unique_ptr<Process> proc;
-  nlohmann::json endpoints;
-
-  explicit Sim(std::vector<std::string> args) {
-    args.push_back("--run-dir");
-    args.push_back((dir.path / "run").string());
-    args.push_back("--endpoints");
-    args.push_back((dir.path / "endpoints.json").string());
-    proc = std::make_unique<Process>(metersim, args, dir.path / "metersim.log");
-    REQUIRE_MESSAGE(wait_for_file(dir.path / "endpoints.json"),
-                    "metersim did not start; see its log");
-    endpoints = read_json(dir.path / "endpoints.json");
-  }
-  nlohmann::json ctl(const nlohmann::json& req) {
-    return control(endpoints["control"].get<std::string>(), req);
-  }
-  std::string bus_path(std::size_t i = 0) const { return endpoints["buses"][i]["path"]; }
-};
+using Sim = Metersim;
 
 std::vector<std::uint8_t> read_request(const std::string& address, std::uint32_t di) {
   return dlt::encode(dlt::request::read(*dlt::Address::parse(address), di), 4);
@@ -68,7 +48,7 @@ bool is_answer(const std::vector<std::uint8_t>& b) { return dlt645_complete(b); 
 
 TEST_CASE(
     "multi-drop: 32 meters on one bus, each answers only its own address, with its true value") {
-  Sim sim({"--dlt645-2007", "32", "--buses", "1", "--baud", "9600", "--static"});
+  Sim sim("", {"--dlt645-2007", "32", "--buses", "1", "--baud", "9600", "--static"});
   REQUIRE(sim.endpoints["buses"][0]["meters"].size() == 32);
   Serial port(sim.bus_path(), 9600);
   for (const auto& m : sim.endpoints["buses"][0]["meters"]) {
@@ -106,7 +86,7 @@ TEST_CASE("wire timing: no answer before the request and the answer could cross 
          "\"000000000001\"\n"
          "turnaround_ms = 50\n";
   }
-  Sim sim({"--config", (cfg.path / "sim.toml").string()});
+  Sim sim("", {"--config", (cfg.path / "sim.toml").string()});
   Serial port(sim.bus_path(), 2400);
   const double char_ms = 11.0 * 1000 / 2400;  // 8E1: 11 bits a character
   for (std::uint32_t di : {0x00010000u, 0x0001FF00u, 0x0201FF00u}) {
@@ -127,7 +107,8 @@ TEST_CASE("wire timing: no answer before the request and the answer could cross 
 }
 
 TEST_CASE("fault switches, each seen on the wire") {
-  Sim sim({"--dlt645-2007", "2", "--buses", "1", "--baud", "9600", "--no-wire-timing", "--static"});
+  Sim sim("",
+          {"--dlt645-2007", "2", "--buses", "1", "--baud", "9600", "--no-wire-timing", "--static"});
   Serial port(sim.bus_path(), 9600);
   const std::string addr = "000000000001";
   const auto ask = [&](std::chrono::milliseconds timeout = 500ms) {
@@ -209,7 +190,7 @@ TEST_CASE("fault switches, each seen on the wire") {
 }
 
 TEST_CASE("the pty vanishes like an unplugged adapter and comes back") {
-  Sim sim({"--dlt645-2007", "1", "--baud", "9600", "--no-wire-timing"});
+  Sim sim("", {"--dlt645-2007", "1", "--baud", "9600", "--no-wire-timing"});
   const std::string path = sim.bus_path();
   {
     Serial port(path, 9600);
@@ -228,7 +209,7 @@ TEST_CASE("the pty vanishes like an unplugged adapter and comes back") {
 }
 
 TEST_CASE("read-address: alone on the bus it answers, with company the answers collide") {
-  Sim alone({"--dlt645-2007", "1", "--baud", "9600", "--no-wire-timing"});
+  Sim alone("", {"--dlt645-2007", "1", "--baud", "9600", "--no-wire-timing"});
   Serial p1(alone.bus_path(), 9600);
   const auto a = p1.transact(dlt::encode(dlt::request::read_address(), 4), 500ms, is_answer);
   const auto r = decoded(a);
@@ -236,7 +217,7 @@ TEST_CASE("read-address: alone on the bus it answers, with company the answers c
   CHECK(r.frame.control == 0x93);
   CHECK(r.frame.address.to_string() == "000000000001");
 
-  Sim crowd({"--dlt645-2007", "3", "--baud", "9600", "--no-wire-timing"});
+  Sim crowd("", {"--dlt645-2007", "3", "--baud", "9600", "--no-wire-timing"});
   Serial p3(crowd.bus_path(), 9600);
   const auto c = p3.transact(dlt::encode(dlt::request::read_address(), 4), 300ms, is_answer);
   CHECK_FALSE(c.bytes.empty());
@@ -246,7 +227,7 @@ TEST_CASE("read-address: alone on the bus it answers, with company the answers c
 }
 
 TEST_CASE("control channel: advance simulated time, clock commands, events, relay") {
-  Sim sim({"--dlt645-2007", "1", "--dlt645-1997", "1", "--baud", "9600", "--no-wire-timing"});
+  Sim sim("", {"--dlt645-2007", "1", "--dlt645-1997", "1", "--baud", "9600", "--no-wire-timing"});
   const auto e0 = sim.ctl({{"cmd", "read"}, {"meter", "m0001"}, {"di", "00010000"}});
   const auto adv = sim.ctl({{"cmd", "advance"}, {"ms", 86400000}});
   CHECK(adv["offset_ms"] == 86400000);
@@ -271,7 +252,7 @@ TEST_CASE("control channel: advance simulated time, clock commands, events, rela
 }
 
 TEST_CASE("mbpoll reads SDM630 registers over TCP and over a pty and gets the ground truth") {
-  Sim sim({"--modbus-rtu", "1", "--modbus-tcp", "1", "--baud", "9600", "--static"});
+  Sim sim("", {"--modbus-rtu", "1", "--modbus-tcp", "1", "--baud", "9600", "--static"});
   const auto run = [](const std::string& cmd) {
     std::string out;
     FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
@@ -325,21 +306,22 @@ TEST_CASE("sim.toml errors name file, line and key; bad flags exit 2") {
     f << "seed = 1\n[[bus]]\nname = \"b1\"\nbaud = 2401\n";
   }
   const std::string out_file = (d.path / "out.txt").string();
-  const int st = std::system(
-      (metersim + " --config " + (d.path / "bad.toml").string() + " >" + out_file + " 2>&1")
-          .c_str());
+  const int st = std::system((std::string(METERD_BIN_DIR) + "/metersim --config " +
+                              (d.path / "bad.toml").string() + " >" + out_file + " 2>&1")
+                                 .c_str());
   CHECK(WEXITSTATUS(st) == 2);
   std::ifstream in(out_file);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("bad.toml:4: baud: not a standard rate") != std::string::npos);
-  CHECK(WEXITSTATUS(std::system((metersim + " >/dev/null 2>&1").c_str())) == 2);
+  CHECK(WEXITSTATUS(
+            std::system((std::string(METERD_BIN_DIR) + "/metersim >/dev/null 2>&1").c_str())) == 2);
 }
 
 TEST_CASE("--gateway-config writes a meterd config (docs/contracts.md) for exactly this fleet") {
   TempDir d;
   const auto cfg = d.path / "meterd.toml";
-  Sim sim({"--dlt645-2007", "2", "--dlt645-1997", "1", "--modbus-rtu", "1", "--modbus-tcp", "1",
-           "--buses", "2", "--gateway-config", cfg.string(), "--gateway-id", "gw-test"});
+  Sim sim("", {"--dlt645-2007", "2", "--dlt645-1997", "1", "--modbus-rtu", "1", "--modbus-tcp", "1",
+               "--buses", "2", "--gateway-config", cfg.string(), "--gateway-id", "gw-test"});
   REQUIRE(std::filesystem::exists(cfg));
   const toml::table t = toml::parse_file(cfg.string());
   CHECK(t["gateway"]["id"].value_or(std::string()) == "gw-test");
@@ -375,7 +357,7 @@ TEST_CASE("--gateway-config writes a meterd config (docs/contracts.md) for exact
 }
 
 TEST_CASE("Modbus TCP converter: several units behind one port, and its fault switches") {
-  Sim sim({"--modbus-tcp", "3", "--static"});
+  Sim sim("", {"--modbus-tcp", "3", "--static"});
   const int port = sim.endpoints["tcp"][0]["port"];
   REQUIRE(sim.endpoints["tcp"][0]["meters"].size() == 3);
   const auto req = [](std::uint8_t unit) {

@@ -21,6 +21,7 @@
 #include "protocol/modbus_codec/registers.hpp"
 #include "protocol/modbus_codec/rtu.hpp"
 #include "protocol/modbus_codec/tcp.hpp"
+#include "tests/support/metersim.hpp"
 #include "tests/support/system.hpp"
 
 using namespace meterd;
@@ -31,35 +32,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string metersim = std::string(METERD_BIN_DIR) + "/metersim";
-
-struct Sim {
-  TempDir dir;
-  std::unique_ptr<Process> proc;
-  nlohmann::json endpoints;
-
-  // `toml` non-empty: a sim.toml with that text; `args`: more flags.
-  explicit Sim(const std::string& toml, std::vector<std::string> args = {}) {
-    if (!toml.empty()) {
-      std::ofstream(dir.path / "sim.toml") << toml;
-      args.push_back("--config");
-      args.push_back((dir.path / "sim.toml").string());
-    }
-    args.push_back("--run-dir");
-    args.push_back((dir.path / "run").string());
-    args.push_back("--endpoints");
-    args.push_back((dir.path / "endpoints.json").string());
-    proc = std::make_unique<Process>(metersim, args, dir.path / "metersim.log");
-    REQUIRE_MESSAGE(wait_for_file(dir.path / "endpoints.json"),
-                    "metersim did not start; see its log");
-    endpoints = read_json(dir.path / "endpoints.json");
-  }
-  nlohmann::json ctl(const nlohmann::json& req) {
-    return control(endpoints["control"].get<std::string>(), req);
-  }
-  nlohmann::json bus_stats(const char* bus = "b1") { return ctl({{"cmd", "stats"}})["buses"][bus]; }
-  std::string bus_path(std::size_t i = 0) const { return endpoints["buses"][i]["path"]; }
-};
+using Sim = Metersim;
 
 std::string bus_toml(unsigned baud, const char* parity = "even", const char* extra = "") {
   return "seed = 5\nstatic = true\n[[bus]]\nname = \"b1\"\nbaud = " + std::to_string(baud) +
