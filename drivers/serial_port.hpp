@@ -56,9 +56,29 @@ class Fd {
   int fd_ = -1;
 };
 
+// RS-485 direction control by the UART driver (TIOCSRS485): RTS high while
+// sending, with delays before and after. Many adapters switch direction
+// themselves and a pty has no such ioctl.
+struct Rs485Settings {
+  bool enabled = false;
+  bool rts_on_send = true;  // RTS level while sending (false: RTS low while sending)
+  unsigned delay_before_send_ms = 0;
+  unsigned delay_after_send_ms = 0;
+};
+
 // Opens a serial device (or a pty slave) in raw mode with these settings,
 // non-blocking, close-on-exec. Error: the errno of open/tcsetattr.
 Fd open_serial(const std::string& path, const LineSettings& settings, std::error_code& ec);
+
+// Applies RS-485 mode. Returns std::errc::not_supported when the device has
+// no RS-485 ioctl (ENOTTY / EINVAL: a pty, an adapter that switches itself);
+// callers log that once and carry on.
+std::error_code set_rs485(int fd, const Rs485Settings& settings);
+
+// Makes this process the bus's only user: TIOCEXCL (no other open of the
+// tty) and flock(LOCK_EX | LOCK_NB). Error: resource_unavailable_try_again
+// (or device_or_resource_busy) when another process holds it.
+std::error_code lock_exclusive(int fd);
 
 // Applies settings to an open descriptor (raw mode, no echo, no flow control).
 std::error_code configure(int fd, const LineSettings& settings);
