@@ -1,0 +1,113 @@
+// The daemon's configuration: one TOML file (docs/contracts.md "Config",
+// docs/config.md) parsed, validated and frozen. Every error names file,
+// line and key ("meterd.toml:12: meter.address: must be 12 digits"); a
+// config with any error is refused whole, so a reload never swaps in half
+// a config. Pure apart from reading the file (and the files it names
+// only to check that they exist where that matters). Any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "drivers/bus.hpp"
+#include "firmware/profiles.hpp"
+#include "protocol/dlt645/control.hpp"
+#include "protocol/dlt645/frame.hpp"
+
+namespace meterd::firmware {
+
+struct ConfigError {
+  std::string file;
+  int line = 0;         // 1-based; 0 when the error is not tied to a line
+  std::string key;      // "meter.address", "bus.baud", "gateway.id"
+  std::string problem;  // "must be 12 digits, got \"12345\""
+  std::string to_string() const;  // "file:line: key: problem"
+};
+
+struct GatewayConfig {
+  std::string id;              // required
+  std::string data_dir;        // required; buffer.db lives here
+  std::string control_socket;  // default <data_dir>/meterd.sock
+};
+
+struct BufferConfig {
+  std::uint64_t max_readings = 10'000'000;
+  std::uint64_t max_events = 1'000'000;
+  std::uint64_t max_bytes = 0;
+  std::string sync = "full";           // full | normal
+  std::uint32_t cache_kib = 256;       // SQLite page cache (small board)
+};
+
+// Parsed and checked now; used by the uplink (a later issue).
+struct MqttConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 1883;
+  std::string topic_prefix;  // default meterd/<gateway.id>
+  unsigned batch_max = 500;
+  unsigned linger_ms = 200;
+  unsigned inflight_max = 32;
+  std::string username, password_file;
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
+};
+
+struct CommandsConfig {
+  bool relay_control = false;
+  std::string hmac_key_file;
+};
+
+struct PollingConfig {
+  unsigned offline_after = 3;                  // consecutive failed reads → meter.offline
+  std::chrono::seconds summary_interval{300};  // one log line per bus this often
+};
+
+enum class MeterProtocol { dlt645_2007, dlt645_1997, modbus };
+const char* to_string(MeterProtocol p) noexcept;  // "dlt645-2007", "dlt645-1997", "modbus"
+
+struct MeterConfig {
+  std::string id;
+  std::string bus;
+  MeterProtocol protocol = MeterProtocol::dlt645_2007;
+  protocol::dlt645::Address address;  // DL/T 645
+  std::uint8_t unit = 0;              // Modbus unit id 1..247
+  std::string address_text;           // as written
+  std::string profile;                // a built-in profile or a [[profile]] of this file
+  std::chrono::milliseconds interval{15 * 60 * 1000};
+  std::vector<std::string> quantities;  // empty: the whole profile
+  unsigned preamble = 4;                // DL/T 645: FE bytes before a request
+  int line = 0;                         // where it is defined (for messages)
+};
+
+struct Config {
+  std::string file;
+  GatewayConfig gateway;
+  BufferConfig buffer;
+  MqttConfig mqtt;
+  CommandsConfig commands;
+  PollingConfig polling;
+  std::vector<drivers::BusConfig> buses;
+  std::vector<MeterConfig> meters;
+  // Built-in profiles plus this file's [[profile]] tables.
+  std::shared_ptr<const ProfileSet> profiles;
+
+  const drivers::BusConfig* find_bus(const std::string& name) const;
+  const MeterConfig* find_meter(const std::string& id) const;
+};
+
+struct LoadResult {
+  std::optional<Config> config;    // set when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
+};
+
+LoadResult load_config(const std::string& path);
+LoadResult parse_config(const std::string& toml_text, const std::string& file_name);
+
+// "15m", "5s", "1h", "1d", "500ms" → a duration; nullopt if malformed,
+// zero, or not a divisor-friendly whole number of ms.
+std::optional<std::chrono::milliseconds> parse_interval(const std::string& text);
+
+}  // namespace meterd::firmware
