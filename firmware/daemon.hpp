@@ -1,0 +1,118 @@
+// The daemon's wiring (docs/design.md "Threads"): the io_context thread
+// owns the config snapshot, the schedule, the buffer and every counter;
+// one BusWorker per bus runs the meters' reads; results come back through
+// a queue and are stored, one buffer transaction per meter read. Signals,
+// reloads and the periodic summary all run on the io_context thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "buffer/store.hpp"
+#include "drivers/bus.hpp"
+#include "firmware/config.hpp"
+#include "firmware/poll.hpp"
+#include "firmware/schedule.hpp"
+
+namespace meterd::firmware {
+
+// Per-meter counters (a technician's first questions about a meter).
+struct MeterCounters {
+  std::uint64_t successes = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t timeouts = 0;
+  std::uint64_t bad_frames = 0;  // checksum / CRC / framing
+  std::uint64_t exceptions = 0;  // ERR words and Modbus exceptions
+  std::uint64_t mismatches = 0;  // answers that were not ours
+  std::uint64_t readings = 0;    // values stored
+  std::optional<std::int64_t> last_success_ms;
+  std::string last_error;
+};
+
+struct BusSummary {
+  std::uint64_t reads_ok = 0, reads_failed = 0;
+  std::uint64_t exchanges = 0;  // request/answer exchanges (retries not counted twice)
+  std::uint64_t values = 0;     // readings stored
+  std::uint64_t missed_slots = 0;
+  drivers::Tally tally;
+};
+
+class Daemon {
+ public:
+  using NowMs = std::function<std::int64_t()>;
+
+  Daemon(boost::asio::io_context& io, Config config, NowMs now_ms);
+  ~Daemon();
+
+  // Opens the buffer (creating data_dir), starts a worker per bus and the
+  // schedule. Throws std::runtime_error when it cannot start (exit 1).
+  void start();
+  // Swaps in a new config (already validated): buses added, removed or
+  // changed are started, stopped or restarted; the other buses' workers and
+  // every unchanged meter's schedule carry on. Settings that need a restart
+  // (data_dir, buffer options) are kept and named in the log.
+  void reload(Config config);
+  // Stops the schedule and the workers (the exchange in flight finishes),
+  // stores the last results, closes the buffer cleanly. Idempotent.
+  void stop();
+
+  const Config& config() const noexcept { return config_; }
+  const MeterCounters* counters(const std::string& meter) const;
+  void log_summary();  // one line per bus (also on a timer)
+
+ private:
+  struct BusRuntime {
+    std::unique_ptr<drivers::BusWorker> worker;
+    BusSummary period;  // since the last summary line
+    std::uint64_t missed_reported = 0;
+  };
+  struct MeterRuntime {
+    MeterCounters counters;
+    MeterMemory memory;
+    std::shared_ptr<const Profile> profile;  // narrowed to the meter's quantities
+  };
+
+  void start_bus(const drivers::BusConfig& bus);
+  void configure_meters(bool keep_memory_of_unchanged, const Config* old);
+  void arm_timer();
+  void on_timer();
+  void dispatch(const Due& due);
+  void on_results();
+  void handle(PollResult result);
+  void store(buffer::Batch batch);
+  void arm_summary();
+
+  boost::asio::io_context& io_;
+  Config config_;
+  NowMs now_ms_;
+  std::optional<buffer::Store> store_;
+  Schedule schedule_;
+  std::map<std::string, BusRuntime> buses_;
+  std::map<std::string, MeterRuntime> meters_;
+  boost::asio::steady_timer timer_;
+  boost::asio::steady_timer summary_timer_;
+  std::shared_ptr<std::atomic<bool>> stopping_;
+  bool stopped_ = false;
+
+  // Results from the workers, drained on the io_context thread.
+  struct Inbox {
+    std::mutex mutex;
+    std::deque<PollResult> results;
+  };
+  std::shared_ptr<Inbox> inbox_;
+  std::vector<buffer::Batch> pending_;  // batches the buffer refused (disk full), retried
+  std::int64_t summary_started_ms_ = 0;
+};
+
+}  // namespace meterd::firmware
