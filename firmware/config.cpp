@@ -4,8 +4,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <initializer_list>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string_view>
