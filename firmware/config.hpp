@@ -2,8 +2,8 @@
 // docs/config.md) parsed, validated and frozen. Every error names file,
 // line and key ("meterd.toml:12: meter.address: must be 12 digits"); a
 // config with any error is refused whole, so a reload never swaps in half
-// a config. Pure apart from reading the file (and the files it names
-// only to check that they exist where that matters). Any thread.
+// a config. Pure apart from reading the file: the files it names (keys,
+// certificates) are opened by the parts that use them. Any thread.
 #pragma once
 
 #include <chrono>
@@ -23,9 +23,9 @@ namespace meterd::firmware {
 
 struct ConfigError {
   std::string file;
-  int line = 0;         // 1-based; 0 when the error is not tied to a line
-  std::string key;      // "meter.address", "bus.baud", "gateway.id"
-  std::string problem;  // "must be 12 digits, got \"12345\""
+  int line = 0;                   // 1-based; 0 when the error is not tied to a line
+  std::string key;                // "meter.address", "bus.baud", "gateway.id"
+  std::string problem;            // "must be 12 digits, got \"12345\""
   std::string to_string() const;  // "file:line: key: problem"
 };
 
@@ -39,8 +39,8 @@ struct BufferConfig {
   std::uint64_t max_readings = 10'000'000;
   std::uint64_t max_events = 1'000'000;
   std::uint64_t max_bytes = 0;
-  std::string sync = "full";           // full | normal
-  std::uint32_t cache_kib = 256;       // SQLite page cache (small board)
+  std::string sync = "full";      // full | normal
+  std::uint32_t cache_kib = 256;  // SQLite page cache (small board)
 };
 
 // Parsed and checked now; used by the uplink (a later issue).
@@ -99,15 +99,29 @@ struct Config {
 };
 
 struct LoadResult {
-  std::optional<Config> config;    // set when errors is empty
+  std::optional<Config> config;     // set when errors is empty
   std::vector<ConfigError> errors;  // every problem found, in file order
 };
 
+// Reads and checks the file; an unreadable file is one error on line 0
+// (key "file"). A TOML syntax error is one error (key "syntax") at the
+// line toml++ names: the parser stops there. Otherwise every problem of
+// the file is collected, ordered by line.
 LoadResult load_config(const std::string& path);
 LoadResult parse_config(const std::string& toml_text, const std::string& file_name);
 
-// "15m", "5s", "1h", "1d", "500ms" → a duration; nullopt if malformed,
-// zero, or not a divisor-friendly whole number of ms.
+// A meter's read interval (docs/config.md "Intervals"): "15m", "5s", "1h",
+// "1d" → a duration; nullopt if malformed or if interval_problem() objects.
 std::optional<std::chrono::milliseconds> parse_interval(const std::string& text);
+
+// "<digits><unit>" with unit ms, s, m, h or d ("500ms", "15m") → a duration;
+// nullopt if malformed. No rule about the value.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+// Why a duration cannot be a read interval, or "" if it can. The rule (so
+// wall-clock alignment makes sense): whole seconds from 1s to 1d; under a
+// minute it divides a minute, up to an hour it divides an hour, over an
+// hour it divides a day.
+std::string interval_problem(std::chrono::milliseconds interval);
 
 }  // namespace meterd::firmware

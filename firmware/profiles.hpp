@@ -23,7 +23,7 @@ namespace meterd::firmware {
 // block, the single DIs to read instead when the meter answers ERR 02 to
 // the block (remembered per meter by the poller).
 struct DltRead {
-  protocol::dlt645::DataItem item;            // layout: from the catalogue or the user's table
+  protocol::dlt645::DataItem item;  // layout: from the catalogue or the user's table
   std::vector<protocol::dlt645::DataItem> singles;  // empty: no fallback (not a block)
 };
 
@@ -54,6 +54,22 @@ struct Profile {
   // registers) that deliver one of them, and `keep` set to them.
   Profile narrowed(const std::vector<std::string>& wanted) const;
 };
+
+// The read of a catalogued DI: its layout, and for a block (2007: one DI
+// byte FF, 1997: low nibble F) the catalogued singles that deliver its
+// members — for a "total + tariffs" block the total and tariffs 1..4.
+// nullopt if the catalogue does not know the DI.
+std::optional<DltRead> catalogue_read(protocol::dlt645::Version version, std::uint32_t di);
+
+// A register a profile reads by default: a primary address (alternative 0),
+// readable, and a measurement (not setting.*, info.*, command.*, clock.*).
+bool is_measurement(const protocol::modbus::Register& r);
+// The model's measurement registers, in map order (pointers into `model`).
+std::vector<const protocol::modbus::Register*> measured_registers(
+    const protocol::modbus::Model& model);
+// min_gap, max_registers and max_gap from p.model's quirks: the recommended
+// request gap (else the documented minimum), plan_max_registers, plan_max_gap.
+void apply_quirks(Profile& p);
 
 class ProfileSet {
  public:

@@ -177,6 +177,8 @@ std::string Fleet::gateway_config(const std::string& gateway_id,
       << "\"\nbaud = " << b->line().baud << "\nparity = \"" << drivers::to_string(b->line().parity)
       << "\"\ndata_bits = " << b->line().data_bits << "\nstop_bits = " << b->line().stop_bits
       << "\nresponse_timeout_ms = 1000\nbyte_timeout_ms = 500\nretries = 1\n";
+    // A 2-wire adapter with its receiver on: meterd must drop its own echo.
+    if (b->options().echo) o << "echo = true\n";
   }
   for (const auto& t : tcp_)
     o << "\n[[bus]]\nname = \"" << t->name() << "\"\ntcp = \"127.0.0.1:" << t->port()
