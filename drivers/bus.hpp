@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "drivers/dlt645_master.hpp"
 #include "drivers/line.hpp"
 #include "drivers/modbus_master.hpp"
 #include "drivers/serial_port.hpp"
@@ -34,35 +35,44 @@ struct BusConfig {
   bool is_tcp() const noexcept { return !tcp_host.empty(); }
 };
 
+// The bus's limits, retries and echo as master options (a meter's own gap,
+// preamble, … are the caller's to add).
+Dlt645Options dlt645_options(const BusConfig& config);
+ModbusOptions modbus_options(const BusConfig& config);
+
 // What a job works with on the worker thread. When the port is down every
 // pointer is null and the job must report Outcome::bus_down at once.
 struct BusPort {
   const BusConfig* config = nullptr;
-  SerialLine* serial = nullptr;         // serial buses
-  ModbusMaster* modbus = nullptr;       // RTU on `serial`, or the TCP connection
+  SerialLine* serial = nullptr;    // serial buses
+  ModbusMaster* modbus = nullptr;  // RTU on `serial`, or the TCP connection
   bool up() const noexcept { return serial != nullptr || modbus != nullptr; }
   // A job that saw the port fail (EIO, ENXIO, a write error) says so: the
   // worker closes it after the job and reopens it with back-off.
   void fail(std::error_code ec) { failure = ec; }
   std::error_code failure;
+  // The worker is stopping (or stopped): the port is down for good; a job
+  // may report Outcome::cancelled instead of bus_down.
+  bool stopping = false;
 };
 
 enum class Priority : std::uint8_t { command = 0, on_demand = 1, schedule = 2 };
 
 struct BusStats {
   bool up = false;
-  std::string last_error;            // why the port is down or last went down
-  std::uint64_t opens = 0;           // successful opens (1 + reconnects)
+  std::string last_error;   // why the port is down or last went down
+  std::uint64_t opens = 0;  // successful opens (1 + reconnects)
   std::uint64_t open_failures = 0;
-  std::uint64_t jobs = 0;            // jobs run
+  std::uint64_t jobs = 0;  // jobs run
   std::size_t queued = 0;
-  Tally tally;                       // every exchange's tally, summed
+  Tally tally;  // every exchange's tally, summed
 };
 
 class BusWorker {
  public:
   using Job = std::function<void(BusPort&)>;
-  // Called on the worker thread when the port goes up or down.
+  // Called on the worker thread when the port goes up or down (and on the
+  // first failed open: a bus that never came up is reported down once).
   using StateHook = std::function<void(bool up, const std::string& why)>;
 
   BusWorker(BusConfig config, StateHook on_state = {});

@@ -79,8 +79,14 @@ std::error_code set_rs485(int fd, const Rs485Settings& settings);
 // tty) and flock(LOCK_EX | LOCK_NB). Error: resource_unavailable_try_again
 // (or device_or_resource_busy) when another process holds it.
 std::error_code lock_exclusive(int fd);
+// Undoes TIOCEXCL before the descriptor is closed (the flock goes with it).
+void release_exclusive(int fd) noexcept;
 
 // Applies settings to an open descriptor (raw mode, no echo, no flow control).
+// A pty slave cannot keep parity or a character size other than 8 (Linux
+// forces CS8 and clears PARENB; glibc then reports EINVAL): that one case is
+// accepted when the baud rate, stop bits and raw mode did apply. Any other
+// refusal is an error.
 std::error_code configure(int fd, const LineSettings& settings);
 
 // A pseudo-terminal pair: the master side is the simulated bus, the slave

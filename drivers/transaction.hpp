@@ -24,14 +24,14 @@ const char* to_string(Outcome o) noexcept;  // "ok", "meter_error", "timeout", â
 // Per-exchange tally: one request may take several attempts (retries), and
 // each attempt may see noise, bad frames or foreign answers before it ends.
 struct Tally {
-  std::uint32_t attempts = 0;       // requests put on the wire
-  std::uint32_t timeouts = 0;       // attempts that ended without a whole answer
-  std::uint32_t bad_frames = 0;     // checksum / CRC / framing errors seen
-  std::uint32_t mismatches = 0;     // well-formed answers that were not ours, discarded
-  std::uint32_t meter_errors = 0;   // ERR words / exceptions received
-  std::uint64_t noise_bytes = 0;    // bytes skipped while hunting for a frame
-  std::uint64_t echo_bytes = 0;     // own request heard back and discarded (echo = true)
-  std::uint64_t stale_bytes = 0;    // input found waiting before a request, flushed
+  std::uint32_t attempts = 0;      // requests put on the wire
+  std::uint32_t timeouts = 0;      // attempts that ended without a whole answer
+  std::uint32_t bad_frames = 0;    // checksum / CRC / framing errors seen
+  std::uint32_t mismatches = 0;    // well-formed answers that were not ours, discarded
+  std::uint32_t meter_errors = 0;  // ERR words / exceptions received
+  std::uint64_t noise_bytes = 0;   // bytes skipped while hunting for a frame
+  std::uint64_t echo_bytes = 0;    // own request heard back and discarded (echo = true)
+  std::uint64_t stale_bytes = 0;   // input found waiting before a request, flushed
   std::uint64_t tx_bytes = 0;
   std::uint64_t rx_bytes = 0;
   // Bus time this exchange used: from the first byte of the first request
