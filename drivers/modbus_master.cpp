@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include <modbus.h>
 
@@ -288,7 +289,7 @@ class TcpMaster final : public ModbusMaster {
     }
     std::vector<std::uint16_t> words(count);
     out.outcome = run(
-        options, out.tally, out.exception, out.detail, 12, 9 + 2u * count,
+        unit, options, out.tally, out.exception, out.detail, 12, 9 + 2u * count,
         [&]() {
           modbus_set_slave(ctx_, unit);
           return function == 0x03 ? modbus_read_registers(ctx_, address, count, words.data())
@@ -310,7 +311,7 @@ class TcpMaster final : public ModbusMaster {
     }
     const int n = static_cast<int>(words.size());
     out.outcome = run(
-        options, out.tally, out.exception, out.detail, 13 + 2u * words.size(), 12,
+        unit, options, out.tally, out.exception, out.detail, 13 + 2u * words.size(), 12,
         [&]() {
           modbus_set_slave(ctx_, unit);
           return modbus_write_registers(ctx_, address, n, words.data());
@@ -352,14 +353,15 @@ class TcpMaster final : public ModbusMaster {
   }
 
   template <class Call>
-  Outcome run(const ModbusOptions& options, Tally& tally, std::uint8_t& exception,
-              std::string& detail, std::uint64_t tx, std::uint64_t rx, const Call& call,
-              int expected) {
+  Outcome run(std::uint8_t unit, const ModbusOptions& options, Tally& tally,
+              std::uint8_t& exception, std::string& detail, std::uint64_t tx, std::uint64_t rx,
+              const Call& call, int expected) {
     if (!ctx_) {
       detail = "libmodbus: no context";
       return Outcome::io_error;
     }
     const auto t0 = SteadyClock::now();
+    microseconds waited{0};
     Outcome o = Outcome::timeout;
     for (unsigned n = 0; n <= options.retries; ++n) {
       if (!ensure_connected(options, detail)) {
@@ -368,10 +370,18 @@ class TcpMaster final : public ModbusMaster {
       }
       set_timeout(ctx_, modbus_set_response_timeout, options.limits.response_timeout);
       set_timeout(ctx_, modbus_set_byte_timeout, options.limits.byte_timeout);
+      // The meter behind the converter keeps its own silent gap (SDM630):
+      // timed per unit from the end of its last exchange.
+      const auto ready = last_done_[unit] + options.min_gap;
+      if (const auto now = SteadyClock::now(); ready > now) {
+        std::this_thread::sleep_for(ready - now);
+        waited += duration_cast<microseconds>(ready - now);
+      }
       ++tally.attempts;
       tally.tx_bytes += tx;
       const int rc = call();
       const int e = errno;
+      last_done_[unit] = SteadyClock::now();
       if (rc == expected) {
         tally.rx_bytes += rx;
         detail.clear();
@@ -409,7 +419,8 @@ class TcpMaster final : public ModbusMaster {
       detail = errno_text(e);
       o = Outcome::io_error;
     }
-    tally.busy += duration_cast<microseconds>(SteadyClock::now() - t0);
+    tally.silence += waited;
+    tally.busy += duration_cast<microseconds>(SteadyClock::now() - t0) - waited;
     return o;
   }
 
@@ -419,6 +430,7 @@ class TcpMaster final : public ModbusMaster {
   SteadyClock::time_point next_try_{};
   milliseconds backoff_{0};
   std::string last_error_;
+  std::array<SteadyClock::time_point, 256> last_done_{};  // per unit
 };
 
 }  // namespace

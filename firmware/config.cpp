@@ -215,9 +215,9 @@ void load_polling(Loader& L, const toml::table& root, PollingConfig& p) {
   L.check_keys(s, {"offline_after", "summary_interval"});
   if (auto v = L.integer(s, "offline_after", 1, 1000)) p.offline_after = static_cast<unsigned>(*v);
   if (auto d = L.duration(s, "summary_interval")) {
-    if (d->count() % 1000 != 0 || *d < seconds(10) || *d > seconds(86'400))
+    if (d->count() % 1000 != 0 || *d < seconds(1) || *d > seconds(86'400))
       L.error(line_of(*t->get("summary_interval")), "polling.summary_interval",
-              "must be whole seconds from 10s to 1d");
+              "must be whole seconds from 1s to 1d");
     else
       p.summary_interval = std::chrono::duration_cast<seconds>(*d);
   }

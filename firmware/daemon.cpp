@@ -104,6 +104,8 @@ void Daemon::start_bus(const drivers::BusConfig& bus) {
   auto worker = std::make_unique<drivers::BusWorker>(bus, [name](bool up, const std::string& why) {
     if (up)
       spdlog::info("bus {}: up{}", name, why.empty() ? "" : " (" + why + ")");
+    else if (why == "stopped")
+      spdlog::info("bus {}: closed", name);
     else
       spdlog::warn("bus {}: down: {}", name, why);
   });
@@ -165,24 +167,24 @@ void Daemon::dispatch(const Due& due) {
   request->memory = rt->second.memory;
   request->now_ms = now_ms_;
   request->stopping = stopping_;
+  drivers::BusWorker* worker = bus->second.worker.get();
+  request->on_exchange = [worker](const drivers::Tally& t) { worker->account(t); };
   std::weak_ptr<Inbox> inbox = inbox_;
   asio::io_context* io = &io_;
-  bus->second.worker->post(
-      drivers::Priority::schedule,
-      [request, inbox, io, self = this, worker = bus->second.worker.get()](drivers::BusPort& port) {
-        PollResult result = port.config ? poll_meter(port, *port.config, *request)
-                                        : poll_meter(port, worker->config(), *request);
-        worker->account(result.tally);
-        const auto box = inbox.lock();
-        if (!box) return;
-        {
-          std::lock_guard lock(box->mutex);
-          box->results.push_back(std::move(result));
-        }
-        asio::post(*io, [inbox, self] {
-          if (inbox.lock()) self->on_results();
-        });
-      });
+  bus->second.worker->post(drivers::Priority::schedule, [request, inbox, io, self = this,
+                                                         worker](drivers::BusPort& port) {
+    PollResult result = port.config ? poll_meter(port, *port.config, *request)
+                                    : poll_meter(port, worker->config(), *request);
+    const auto box = inbox.lock();
+    if (!box) return;
+    {
+      std::lock_guard lock(box->mutex);
+      box->results.push_back(std::move(result));
+    }
+    asio::post(*io, [inbox, self] {
+      if (inbox.lock()) self->on_results();
+    });
+  });
 }
 
 void Daemon::on_results() {
@@ -231,7 +233,6 @@ void Daemon::handle(PollResult r) {
       (r.ok ? bus.reads_ok : bus.reads_failed)++;
       bus.exchanges += r.exchanges;
       bus.values += batch.readings.size();
-      bus.tally += r.tally;
     }
     const Transition t = schedule_.completed(r.meter, now, r.ok);
     const MeterTiming* timing = schedule_.timing(r.meter);
@@ -350,14 +351,25 @@ void Daemon::log_summary() {
     const std::uint64_t missed = schedule_.missed_slots(name);
     const std::uint64_t new_missed = missed - std::min(missed, bus.missed_reported);
     BusSummary& p = bus.period;
+    // The wire's counters from the worker (exchange by exchange), as a
+    // difference from the last summary.
+    drivers::Tally wire = s.tally;
+    wire.attempts -= bus.reported.attempts;
+    wire.timeouts -= bus.reported.timeouts;
+    wire.bad_frames -= bus.reported.bad_frames;
+    wire.mismatches -= bus.reported.mismatches;
+    wire.meter_errors -= bus.reported.meter_errors;
+    wire.busy -= bus.reported.busy;
+    wire.silence -= bus.reported.silence;
+    bus.reported = s.tally;
     spdlog::info(
         "bus {}: {}, reads ok {} failed {}, exchanges {}, values {}, timeouts {}, bad frames {}, "
         "mismatches {}, exceptions {}, busy {} ({} of {} ms), missed slots {} (total {}), queued "
         "{}",
         name, s.up ? "up" : "down (" + s.last_error + ")", p.reads_ok, p.reads_failed, p.exchanges,
-        p.values, p.tally.timeouts, p.tally.bad_frames, p.tally.mismatches, p.tally.meter_errors,
-        percent(p.tally.busy + p.tally.silence, period_ms),
-        (p.tally.busy + p.tally.silence).count() / 1000, period_ms, new_missed, missed, s.queued);
+        p.values, wire.timeouts, wire.bad_frames, wire.mismatches, wire.meter_errors,
+        percent(wire.busy + wire.silence, period_ms), (wire.busy + wire.silence).count() / 1000,
+        period_ms, new_missed, missed, s.queued);
     if (new_missed > 0)
       spdlog::warn(
           "bus {}: shortfall: {} meter reads missed their interval in the last {} s; the bus "

@@ -45,7 +45,6 @@ struct BusSummary {
   std::uint64_t exchanges = 0;  // request/answer exchanges (retries not counted twice)
   std::uint64_t values = 0;     // readings stored
   std::uint64_t missed_slots = 0;
-  drivers::Tally tally;
 };
 
 class Daemon {
@@ -74,7 +73,8 @@ class Daemon {
  private:
   struct BusRuntime {
     std::unique_ptr<drivers::BusWorker> worker;
-    BusSummary period;  // since the last summary line
+    BusSummary period;        // since the last summary line
+    drivers::Tally reported;  // the worker's counters at the last summary line
     std::uint64_t missed_reported = 0;
   };
   struct MeterRuntime {

@@ -20,8 +20,6 @@ namespace {
 // bit 1 "wrong data identifier" means the same to a master).
 constexpr std::uint16_t err_no_data = 0x02;
 
-bool answered(Outcome o) { return o == Outcome::ok || o == Outcome::meter_error; }
-
 class Poller {
  public:
   Poller(drivers::BusPort& port, const drivers::BusConfig& bus, const PollRequest& request)
@@ -80,16 +78,14 @@ class Poller {
   void account(const drivers::Tally& t) {
     result_.tally += t;
     ++result_.exchanges;
+    if (req_.on_exchange) req_.on_exchange(t);
   }
 
   // ---- DL/T 645 -------------------------------------------------------
   drivers::Dlt645Options dlt_options(const Profile& profile) const {
-    drivers::Dlt645Options o;
-    o.limits = bus_.limits;
-    o.retries = bus_.retries;
+    drivers::Dlt645Options o = drivers::dlt645_options(bus_);
     o.preamble = req_.meter.preamble;
     o.min_gap = profile.min_gap;
-    o.echo = bus_.echo;
     return o;
   }
 
@@ -152,12 +148,13 @@ class Poller {
 
   // ---- Modbus -----------------------------------------------------------
   drivers::ModbusOptions modbus_options(const Profile& profile) const {
-    drivers::ModbusOptions o;
-    o.limits = bus_.limits;
-    o.retries = bus_.retries;
+    drivers::ModbusOptions o = drivers::modbus_options(bus_);
     o.min_gap = profile.min_gap;
-    o.echo = bus_.echo;
     return o;
+  }
+
+  static bool gateway_exception(const drivers::RegisterRead& r) {
+    return r.outcome == Outcome::meter_error && (r.exception == 0x0B || r.exception == 0x0A);
   }
 
   static std::pair<std::uint8_t, std::uint16_t> key(const mb::Register* r) {
@@ -201,9 +198,15 @@ class Poller {
     MeterMemory& mem = result_.memory;
     for (const auto& block : blocks) {
       if (failed()) return;
-      const auto r = port_.modbus->read(req_.meter.unit, block.function, block.address, block.count,
-                                        modbus_options(profile));
-      account(r.tally);
+      // A converter's 0B/0A ("target failed to respond", "path unavailable")
+      // is a timeout on its RS-485 side: retried like one.
+      drivers::RegisterRead r;
+      for (unsigned attempt = 0;; ++attempt) {
+        r = port_.modbus->read(req_.meter.unit, block.function, block.address, block.count,
+                               modbus_options(profile));
+        account(r.tally);
+        if (!gateway_exception(r) || attempt >= bus_.retries || failed()) break;
+      }
       const std::string where = "unit " + std::to_string(req_.meter.unit) + " fc " +
                                 std::to_string(block.function) + " @" +
                                 std::to_string(block.address) + "+" + std::to_string(block.count);

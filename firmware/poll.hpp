@@ -42,6 +42,9 @@ struct PollRequest {
   // Set when the daemon stops: the exchange in flight finishes, no new one
   // starts (the values read so far are kept).
   std::shared_ptr<const std::atomic<bool>> stopping;
+  // Called on the worker thread after each exchange with its tally (the
+  // bus's counters follow the wire exchange by exchange, not meter by meter).
+  std::function<void(const drivers::Tally&)> on_exchange;
 };
 
 struct PollResult {
