@@ -274,10 +274,12 @@ TEST_CASE("DL/T 645 against metersim with faults: retries recover, no wrong valu
   }
 }
 
-TEST_CASE("DL/T 645 on an echo bus: the request heard back is dropped, the answer taken") {
+TEST_CASE("an echo bus: the request heard back is dropped, the answer taken (DL/T 645 and RTU)") {
   // Catches: the master's own request parsed as a frame (it is a request
-  // to the very address awaited) or the echo left to eat the answer.
-  Metersim sim(bus_toml(9600, "even", "echo = true") + meter("m1", "dlt645-2007", "000000000001"));
+  // to the very address awaited) or the echo left to eat the answer;
+  // libmodbus reading the echo of its own request as the answer.
+  Metersim sim(bus_toml(9600, "even", "echo = true") + meter("m1", "dlt645-2007", "000000000001") +
+               meter("m2", "modbus", "1", "model = \"sdm630\""));
   auto line = open_line(sim.bus_path(), line_settings(9600));
   auto o = dlt_options();
   o.echo = true;
@@ -288,6 +290,20 @@ TEST_CASE("DL/T 645 on an echo bus: the request heard back is dropped, the answe
     CHECK(values_of(dlt::Version::v2007, 0x00010000, r.data) == truth_of(sim, "m1", "00010000"));
     CHECK(r.tally.echo_bytes == 16 + 4);
     CHECK(r.tally.mismatches == 0);
+  }
+  auto master = make_modbus_rtu(line);
+  ModbusOptions mo;
+  mo.limits = o.limits;
+  mo.min_gap = 60ms;
+  mo.echo = true;
+  const auto truth = sim.ctl({{"cmd", "truth"}, {"meter", "m2"}})["values"];
+  for (int k = 0; k < 2; ++k) {
+    const auto r = master->read(1, 0x04, 0x0000, 2, mo);
+    REQUIRE_MESSAGE(r.outcome == Outcome::ok, r.detail);
+    char text[32];
+    const auto end = std::to_chars(text, text + sizeof text, float_at(r.words, 0)).ptr;
+    CHECK(std::string(text, end) == truth["voltage.l1"].get<std::string>());
+    CHECK(r.tally.echo_bytes == 8);
   }
 }
 
@@ -431,7 +447,7 @@ TEST_CASE("bus worker against metersim: the bus vanishes and comes back without 
         r.outcome = Outcome::bus_down;
       } else {
         r = dlt645_read(*p.serial, dlt::Version::v2007, a1, 0x00010000, dlt645_options(*p.config));
-        if (r.outcome == Outcome::io_error) p.fail(std::make_error_code(std::errc::io_error));
+        p.note(r.outcome);
       }
       worker.account(r.tally);
       done.set_value(r);
@@ -471,18 +487,43 @@ TEST_CASE("bus worker against metersim: the bus vanishes and comes back without 
 
 TEST_CASE(
     "bus worker against metersim: at the wrong baud nothing is read, and the counters say so") {
-  // Catches: garbage at the wrong rate reported as ok or as a clean
+  // Catches: garbage at the wrong rate reported as ok, or a clean-looking
   // timeout with no trace of the bytes that came.
   Metersim sim(bus_toml(9600) + meter("m1", "dlt645-2007", "000000000001"));
-  auto line = open_line(sim.bus_path(), line_settings(4800));
-  auto o = dlt_options(1);
-  const auto r =
-      dlt645_read(line, dlt::Version::v2007, *dlt::Address::parse("000000000001"), 0x00010000, o);
+  BusConfig c;
+  c.name = "b1";
+  c.device = sim.bus_path();
+  c.line = line_settings(4800);
+  c.limits.response_timeout = 400ms;
+  c.limits.byte_timeout = 100ms;
+  c.retries = 1;
+  BusWorker worker(c);
+  worker.start();
+  std::promise<Dlt645Read> done;
+  auto fut = done.get_future();
+  worker.post(Priority::on_demand, [&](BusPort& p) {
+    Dlt645Read r;
+    if (p.up())
+      r = dlt645_read(*p.serial, dlt::Version::v2007, *dlt::Address::parse("000000000001"),
+                      0x00010000, dlt645_options(*p.config));
+    else
+      r.outcome = Outcome::bus_down;
+    worker.account(r.tally);
+    done.set_value(r);
+  });
+  REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+  const auto r = fut.get();
   CHECK(r.outcome != Outcome::ok);
+  CHECK(r.outcome != Outcome::bus_down);
   CHECK(r.data.empty());
-  CHECK(r.tally.attempts == 2);
-  CHECK(r.tally.timeouts == 2);
-  CHECK(r.tally.rx_bytes > 0);
-  CHECK(r.tally.noise_bytes + r.tally.stale_bytes > 0);
+  worker.stop();
+  const auto t = worker.stats().tally;
+  MESSAGE("wrong baud: ", std::string(to_string(r.outcome)), "; attempts ", t.attempts,
+          ", timeouts ", t.timeouts, ", bad frames ", t.bad_frames, ", rx ", t.rx_bytes, ", noise ",
+          t.noise_bytes);
+  CHECK(t.attempts == 2);
+  CHECK(t.timeouts == 2);
+  CHECK(t.rx_bytes > 0);
+  CHECK(t.noise_bytes + t.stale_bytes > 0);
   CHECK(sim.bus_stats()["settings_mismatch"] >= 1);
 }
