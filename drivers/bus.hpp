@@ -50,6 +50,10 @@ struct BusPort {
   // A job that saw the port fail (EIO, ENXIO, a write error) says so: the
   // worker closes it after the job and reopens it with back-off.
   void fail(std::error_code ec) { failure = ec; }
+  // The same from a master's outcome: io_error means the port is gone.
+  void note(Outcome o) {
+    if (o == Outcome::io_error) fail(std::make_error_code(std::errc::io_error));
+  }
   std::error_code failure;
   // The worker is stopping (or stopped): the port is down for good; a job
   // may report Outcome::cancelled instead of bus_down.

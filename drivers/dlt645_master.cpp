@@ -165,7 +165,9 @@ Attempt attempt(SerialLine& line, const Expect& expect, std::span<const std::uin
   if (!verdict)
     while (auto r = decoder.flush())
       if (take(*r)) break;
-  tally.noise_bytes += decoder.noise_bytes();
+  // Bytes read after our answer (a stray 00H, a report on its heels) are
+  // dropped with the decoder: noise too.
+  tally.noise_bytes += decoder.noise_bytes() + decoder.buffered();
   if (verdict) {
     a.end = *verdict == Verdict::ours ? AttemptEnd::answer : AttemptEnd::meter_error;
     return a;
