@@ -153,6 +153,12 @@ class Poller {
     return o;
   }
 
+  static std::uint16_t largest_register(const mb::Block& block) {
+    std::uint16_t n = 1;
+    for (const mb::Register* reg : block.registers) n = std::max(n, reg->words());
+    return n;
+  }
+
   static bool gateway_exception(const drivers::RegisterRead& r) {
     return r.outcome == Outcome::meter_error && (r.exception == 0x0B || r.exception == 0x0A);
   }
@@ -173,22 +179,13 @@ class Poller {
     return nullptr;
   }
 
-  std::vector<mb::Block> plan(const Profile& profile, const std::vector<const mb::Register*>& regs,
-                              bool single_registers = false) const {
+  std::vector<mb::Block> plan(const Profile& profile,
+                              const std::vector<const mb::Register*>& regs) const {
     mb::PlanOptions po;
     const MeterMemory& mem = result_.memory;
     po.max_registers = mem.modbus_max_registers.value_or(profile.max_registers);
-    po.max_gap = (mem.modbus_no_bridging || single_registers) ? 0 : profile.max_gap;
-    auto blocks = mb::plan_reads(*profile.model, regs, po);
-    if (!single_registers) return blocks;
-    // One register per block: split whatever the planner joined.
-    std::vector<mb::Block> out;
-    for (const auto& b : blocks)
-      for (const mb::Register* r : b.registers) {
-        auto one = mb::plan_reads(*profile.model, std::vector<const mb::Register*>{r}, po);
-        out.insert(out.end(), one.begin(), one.end());
-      }
-    return out;
+    po.max_gap = mem.modbus_no_bridging ? 0 : profile.max_gap;
+    return mb::plan_reads(*profile.model, regs, po);
   }
 
   // Reads blocks; a block refused for its size or its span is split and
@@ -231,13 +228,24 @@ class Poller {
         fail(Outcome::timeout, where + ": gateway exception " + std::to_string(r.exception));
         return;
       }
-      if (depth > 3) continue;
-      if (r.exception == 0x03 && block.count > 2) {
-        mem.modbus_max_registers = static_cast<std::uint16_t>(std::max(2, block.count / 2));
-        read_blocks(profile, plan(profile, block.registers), depth + 1);
-      } else if (r.exception == 0x02 && block.registers.size() > 1) {
+      // Each lesson halves the block limit or turns bridging off, so this
+      // ends after a few rounds; a refused single register is final.
+      if (depth > 8) continue;
+      std::uint32_t wanted_words = 0;
+      for (const mb::Register* reg : block.registers) wanted_words += reg->words();
+      const std::uint16_t largest = largest_register(block);
+      if (r.exception == 0x02 && block.registers.size() > 1 && wanted_words < block.count &&
+          !mem.modbus_no_bridging) {
+        // The read spanned registers nobody asked for: read only wanted ones.
         mem.modbus_no_bridging = true;
-        read_blocks(profile, plan(profile, block.registers, true), depth + 1);
+        read_blocks(profile, plan(profile, block.registers), depth + 1);
+      } else if ((r.exception == 0x02 || r.exception == 0x03) && block.registers.size() > 1 &&
+                 block.count > largest) {
+        // Too long for this meter (03), or a contiguous run it will not give
+        // in one read (02): halve the block limit.
+        mem.modbus_max_registers =
+            static_cast<std::uint16_t>(std::max<int>(largest, block.count / 2));
+        read_blocks(profile, plan(profile, block.registers), depth + 1);
       } else if (r.exception == 0x02 && block.registers.size() == 1) {
         const mb::Register* reg = block.registers.front();
         mem.refused_registers.insert(key(reg));
