@@ -114,6 +114,8 @@ void Daemon::start_bus(const drivers::BusConfig& bus) {
 }
 
 void Daemon::configure_meters(bool keep_memory_of_unchanged, const Config* old) {
+  // Meters on the same profile (narrowed the same way) share one copy.
+  std::map<std::pair<std::string, std::vector<std::string>>, std::shared_ptr<const Profile>> shared;
   std::map<std::string, MeterRuntime> next;
   for (const auto& m : config_.meters) {
     MeterRuntime rt;
@@ -124,10 +126,15 @@ void Daemon::configure_meters(bool keep_memory_of_unchanged, const Config* old) 
       if (keep_memory_of_unchanged && before && same_meter(*before, m))
         rt.memory = it->second.memory;
     }
-    const Profile* p = config_.profiles->find(m.profile);
-    if (p == nullptr) throw std::logic_error("validated config names unknown profile " + m.profile);
-    rt.profile =
-        std::make_shared<const Profile>(m.quantities.empty() ? *p : p->narrowed(m.quantities));
+    auto& profile = shared[{m.profile, m.quantities}];
+    if (!profile) {
+      const auto base = config_.profiles->share(m.profile);
+      if (!base) throw std::logic_error("validated config names unknown profile " + m.profile);
+      profile = m.quantities.empty()
+                    ? base
+                    : std::make_shared<const Profile>(base->narrowed(m.quantities));
+    }
+    rt.profile = profile;
     next.emplace(m.id, std::move(rt));
   }
   meters_ = std::move(next);

@@ -241,6 +241,11 @@ const Profile* ProfileSet::find(const std::string& name) const {
   return it == profiles_.end() ? nullptr : it->second.get();
 }
 
+std::shared_ptr<const Profile> ProfileSet::share(const std::string& name) const {
+  const auto it = profiles_.find(name);
+  return it == profiles_.end() ? nullptr : it->second;
+}
+
 void ProfileSet::add(Profile profile) {
   auto name = profile.name;
   profiles_[name] = std::make_shared<const Profile>(std::move(profile));

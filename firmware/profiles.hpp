@@ -76,6 +76,9 @@ class ProfileSet {
   // The built-in profiles.
   static std::shared_ptr<ProfileSet> builtin();
   const Profile* find(const std::string& name) const;
+  // The same, shared: meters on one profile share one copy (a profile with
+  // its catalogue items is tens of KiB; 1024 copies would be tens of MiB).
+  std::shared_ptr<const Profile> share(const std::string& name) const;
   void add(Profile profile);  // replaces a profile of the same name
   std::vector<std::string> names() const;
 
