@@ -1,15 +1,15 @@
 # CMake toolchain file: 64-bit ARM Linux (Debian arm64), Debian multiarch.
-# Compilers, sysroot and find-root modes only (toolchains/cross-build.sh installs
+# System, compilers, sysroot and find-root modes only (toolchains/cross-build.sh installs
 # the compiler and the :arm64 -dev packages; docs/cross-build.md explains why).
-#   cmake -S . -B build-aarch64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=toolchains/aarch64-linux-gnu.cmake
+#   cmake -S . -B build-aarch64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=toolchains/aarch64-linux-gnu.cmake \
+#     -DPKG_CONFIG_EXECUTABLE=/usr/bin/aarch64-linux-gnu-pkg-config
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
 set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
-# Debian's per-triplet pkg-config (package pkgconf:arm64): reads only
-# /usr/lib/aarch64-linux-gnu/pkgconfig and /usr/share/pkgconfig.
-set(PKG_CONFIG_EXECUTABLE /usr/bin/aarch64-linux-gnu-pkg-config CACHE FILEPATH "pkg-config for the target")
+# pkg-config is not set here: the target's one (/usr/bin/aarch64-linux-gnu-pkg-config,
+# package pkgconf:arm64) is passed as -DPKG_CONFIG_EXECUTABLE by cross-build.sh.
 
 # No CMAKE_SYSROOT: with multiarch the target's libraries live in the host root
 # (/usr/lib/aarch64-linux-gnu, headers in /usr/include, CMake configs in

@@ -1,15 +1,15 @@
 # CMake toolchain file: 32-bit ARM hard-float Linux (Debian armhf), Debian multiarch.
-# Compilers, sysroot and find-root modes only (toolchains/cross-build.sh installs
+# System, compilers, sysroot and find-root modes only (toolchains/cross-build.sh installs
 # the compiler and the :armhf -dev packages; docs/cross-build.md explains why).
-#   cmake -S . -B build-armhf -G Ninja -DCMAKE_TOOLCHAIN_FILE=toolchains/arm-linux-gnueabihf.cmake
+#   cmake -S . -B build-armhf -G Ninja -DCMAKE_TOOLCHAIN_FILE=toolchains/arm-linux-gnueabihf.cmake \
+#     -DPKG_CONFIG_EXECUTABLE=/usr/bin/arm-linux-gnueabihf-pkg-config
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR arm)
 
 set(CMAKE_C_COMPILER arm-linux-gnueabihf-gcc)
 set(CMAKE_CXX_COMPILER arm-linux-gnueabihf-g++)
-# Debian's per-triplet pkg-config (package pkgconf:armhf): reads only
-# /usr/lib/arm-linux-gnueabihf/pkgconfig and /usr/share/pkgconfig.
-set(PKG_CONFIG_EXECUTABLE /usr/bin/arm-linux-gnueabihf-pkg-config CACHE FILEPATH "pkg-config for the target")
+# pkg-config is not set here: the target's one (/usr/bin/arm-linux-gnueabihf-pkg-config,
+# package pkgconf:armhf) is passed as -DPKG_CONFIG_EXECUTABLE by cross-build.sh.
 
 # No CMAKE_SYSROOT: with multiarch the target's libraries live in the host root
 # (/usr/lib/arm-linux-gnueabihf, headers in /usr/include, CMake configs in

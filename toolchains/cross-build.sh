@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Cross-builds meterd for an ARM Debian target and runs the protocol unit tests
-# under qemu-user. See docs/cross-build.md.
+# Cross-builds all of meterd for an ARM Debian target and runs its unit and
+# component tests under qemu-user. See docs/cross-build.md.
 #
 # Usage (as root, or with sudo available), from anywhere:
 #   toolchains/cross-build.sh aarch64|armhf [extra cmake arguments...]
-# e.g. toolchains/cross-build.sh armhf -DMETERD_PROTOCOL_ONLY=ON
 #
 # 1. installs the cross compiler and qemu-user, then, through Debian multiarch
 #    (dpkg --add-architecture), the target's -dev packages; idempotent: only
 #    dpkg-query runs when everything is there;
-# 2. configures build-<arch>/ with toolchains/<triplet>.cmake (Ninja) and
-#    CMAKE_CROSSCOMPILING_EMULATOR=qemu-<cpu> (so no binfmt_misc is needed);
-# 3. builds every target (-j2);
-# 4. runs the ctest tests whose names match ^test_protocol_ under qemu;
-#    finding zero tests is a failure.
-# If the target -dev packages cannot be installed after the retries (a foreign
-# index out of sync with its mirror), it builds and tests the protocol layer
-# only (-DMETERD_PROTOCOL_ONLY=ON, which needs no target package) and says so.
+# 2. configures build-<arch>/ with toolchains/<triplet>.cmake (Ninja), the
+#    target's pkg-config and CMAKE_CROSSCOMPILING_EMULATOR=qemu-<cpu> (so no
+#    binfmt_misc is needed);
+# 3. builds every target (-j2): the libraries, meterctl, metersim, meterd once
+#    it exists, the tests and the benchmarks; checks that each binary is ARM;
+# 4. runs the tests labelled unit or component under qemu (ctest -L); finding
+#    zero tests, or any failing, is a failure. Tests labelled system (they
+#    start other target programs, which need qemu too) are not run.
 #
-# Environment: METERD_CROSS_JOBS (default 2); METERD_CROSS_TESTS (ctest -R
-# regex, default ^test_protocol_); METERD_CROSS_APT_TRIES (default 6);
-# METERD_CROSS_STRICT=1 (fail instead of the protocol-only fallback);
-# METERD_CROSS_SKIP_INSTALL=1 (no package step).
+# The package step never falls back to a smaller build: when the target's
+# index stays incomplete after the retries (an armhf security index out of sync
+# with its mirror), it installs the versions the target's index has and moves
+# the native copies of the few Multi-Arch: same packages in the way to the same
+# versions (see "Version alignment" in docs/cross-build.md).
+#
+# Environment: METERD_CROSS_JOBS (default 2); METERD_CROSS_LABELS (ctest -L
+# regex, default ^(unit|component)$); METERD_CROSS_APT_TRIES (apt-get update
+# tries, default 6, pauses of 20 s, 40 s, ...); METERD_CROSS_ALIGN=0 (fail
+# instead of aligning versions); METERD_CROSS_SKIP_INSTALL=1 (no package step).
 set -euo pipefail
 
 usage() { echo "usage: $0 aarch64|armhf [cmake args...]" >&2; exit 2; }
@@ -36,15 +41,13 @@ shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build-$arch"
 jobs=${METERD_CROSS_JOBS:-2}
-tests=${METERD_CROSS_TESTS:-^test_protocol_}
+labels=${METERD_CROSS_LABELS:-'^(unit|component)$'}
 log() { echo "cross-build[$arch]: $*"; }
 t_start=$SECONDS
 
 # ---------------------------------------------------------------- 1. packages
 # Host packages. nlohmann-json3-dev, libcli11-dev and doctest-dev are
 # Architecture: all / Multi-Arch: foreign: the native one serves the target too.
-# The cross compiler comes from the native index, so the protocol-only build
-# needs nothing from the $debarch index.
 host_pkgs=(cmake ninja-build pkgconf binutils "crossbuild-essential-$debarch"
            nlohmann-json3-dev libcli11-dev doctest-dev)
 # Target packages (Multi-Arch: same: their version must equal the native
@@ -54,37 +57,94 @@ host_pkgs=(cmake ninja-build pkgconf binutils "crossbuild-essential-$debarch"
 target_pkgs=(libboost-dev libmodbus-dev libmosquitto-dev libsqlite3-dev
              libspdlog-dev libfmt-dev libtomlplusplus-dev pkgconf)
 
-# -DMETERD_PROTOCOL_ONLY=ON on the command line: the target -dev packages are not needed.
-protocol_only=0
-for a in "$@"; do
-  if [[ "$a" =~ ^-DMETERD_PROTOCOL_ONLY(:BOOL)?=(ON|on|On|1|TRUE|true|YES|yes|Y|y)$ ]]; then protocol_only=1; fi
-done
-fallback=0
-
 installed() { [[ "$(dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null)" == *"install ok installed"* ]]; }
 foreign_arch() { [[ " $(dpkg --print-foreign-architectures | tr '\n' ' ') " == *" $1 "* ]]; }
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-# apt-get update, then install "$@". A foreign-arch index (armhf especially) can
-# be out of sync with its mirror for a while ("File has unexpected size ...
-# Mirror sync in progress?"): apt-get update then exits 100 although the other
-# indexes are fresh, so go on to the install, which fails by itself when the
-# missing index matters, and retry the pair with a growing pause.
 # DPkg::Lock::Timeout waits for another apt (install-deps.sh in a parallel
 # shell) instead of failing at once.
-apt_install() {
+apt=("${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+
+# apt-get update until every index is fetched. A foreign-arch index (armhf's
+# security index especially) can be out of sync with its mirror ("File has
+# unexpected size ... Mirror sync in progress?"): apt-get update then exits 100
+# and keeps the old lists of that whole suite, for every architecture. Retry
+# with growing pauses; returns 1 if it is still incomplete after the last try.
+apt_update() {
   local tries=${METERD_CROSS_APT_TRIES:-6} attempt
-  local apt=("${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
   for ((attempt = 1; attempt <= tries; attempt++)); do
-    "${apt[@]}" update ||
-      log "apt-get update incomplete (attempt $attempt), trying the install anyway" >&2
-    if "${apt[@]}" install -y --no-install-recommends "$@"; then
+    if "${apt[@]}" update; then return 0; fi
+    [ "$attempt" -lt "$tries" ] || break
+    log "apt-get update incomplete (attempt $attempt/$tries), retrying in $((attempt * 20)) s" >&2
+    sleep $((attempt * 20))
+  done
+  log "WARNING: apt-get update still incomplete after $tries tries" >&2
+  return 1
+}
+
+# apt-get install "$@", 3 tries (a .deb can be out of sync with its mirror too).
+# --no-remove: never remove a package to make room (the native build needs them all).
+apt_install() {
+  local attempt
+  for attempt in 1 2 3; do
+    if "${apt[@]}" install -y --no-install-recommends --no-remove --allow-downgrades "$@"; then
       return 0
     fi
-    [ "$attempt" -lt "$tries" ] || break
-    log "apt attempt $attempt/$tries failed, retrying in $((attempt * 15)) s" >&2
-    sleep $((attempt * 15))
+    [ "$attempt" -lt 3 ] || break
+    log "apt-get install failed (attempt $attempt/3), retrying in $((attempt * 20)) s" >&2
+    sleep $((attempt * 20))
+    "${apt[@]}" update >/dev/null 2>&1 || true
   done
+  return 1
+}
+
+# Version alignment. Multi-Arch: same packages (libssl3, libmodbus5,
+# linux-libc-dev, ...) must have one version on every architecture. When the
+# target's index lacks the version installed natively (the suite it came from,
+# bookworm-security, could not be fetched for the target), apt reports
+# "Depends: X:<arch> ... but it is not going to be installed". For each such X,
+# take the version that the target's index has and install X at that version on
+# every architecture where X is installed and on the target; a package that
+# would then be removed (libmodbus-dev:amd64 depends on libmodbus5 (= its own
+# version)) is moved to the same version too. Prints the pins ("name:arch=version"),
+# one per line; returns 1 if no consistent set is found in 8 rounds.
+align_versions() {
+  local -A pin=()
+  local round out name a v found
+  for ((round = 1; round <= 8; round++)); do
+    local args=()
+    for name in "${!pin[@]}"; do args+=("$name=${pin[$name]}"); done
+    if out=$(apt-get -q install -s --no-install-recommends --allow-downgrades "$@" "${args[@]}" 2>&1) &&
+       ! grep -q '^Remv ' <<<"$out"; then
+      printf '%s\n' "${args[@]}"
+      return 0
+    fi
+    found=0
+    # Blockers: "Depends: X:$debarch (...) but it is not going to be installed".
+    while read -r name; do
+      [ -n "$name" ] || continue
+      v=$(apt-cache policy "$name:$debarch" | awk '/Candidate:/{print $2}')
+      if [ -z "$v" ] || [ "$v" = "(none)" ]; then continue; fi
+      for a in $(dpkg --print-architecture) $(dpkg --print-foreign-architectures); do
+        if [ "$a" = "$debarch" ] || installed "$name:$a"; then
+          [ "${pin[$name:$a]:-}" = "$v" ] || { pin[$name:$a]=$v; found=1; }
+        fi
+      done
+    done < <(grep -oE "Depends: [a-z0-9][a-z0-9.+-]*:$debarch" <<<"$out" | sed -E "s/^Depends: //; s/:$debarch\$//" | sort -u)
+    # Packages apt would remove: keep them, at the version of their pinned sibling.
+    while read -r name a; do
+      [ -n "$name" ] || continue
+      for v in $(apt-cache madison "$name:$a" 2>/dev/null | awk -F' *\\| *' '{print $2}'); do
+        if printf '%s\n' "${pin[@]}" | grep -qxF "$v"; then
+          [ "${pin[$name:$a]:-}" = "$v" ] || { pin[$name:$a]=$v; found=1; }
+          break
+        fi
+      done
+    done < <(sed -nE 's/^Remv ([^ :]+)(:([a-z0-9]+))? .*/\1 \3/p' <<<"$out" |
+             awk -v n="$(dpkg --print-architecture)" '{print $1, ($2 == "" ? n : $2)}')
+    [ $found = 1 ] || break
+  done
+  echo "$out" >&2
   return 1
 }
 
@@ -96,31 +156,31 @@ if [ "${METERD_CROSS_SKIP_INSTALL:-0}" != 1 ]; then
   command -v "$qemu" >/dev/null || command -v "$qemu-static" >/dev/null || missing+=(qemu-user)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing host packages: ${missing[*]}"
+    # One update: the native indexes are what matter here (apt_install retries).
+    "${apt[@]}" update || log "apt-get update incomplete, trying the install anyway" >&2
     apt_install "${missing[@]}" || { log "could not install ${missing[*]}" >&2; exit 1; }
   fi
 
-  if [ $protocol_only = 0 ]; then
-    missing=()
-    for p in "${target_pkgs[@]}"; do installed "$p:$debarch" || missing+=("$p:$debarch"); done
-    if [ ${#missing[@]} -gt 0 ]; then
-      added_arch=0
-      if ! foreign_arch "$debarch"; then
-        log "dpkg --add-architecture $debarch"
-        "${sudo_cmd[@]}" dpkg --add-architecture "$debarch"
-        added_arch=1
-      fi
-      log "installing target packages: ${missing[*]}"
-      if ! apt_install "${missing[@]}"; then
-        # Leave apt as it was: a foreign architecture whose index cannot be
-        # fetched makes every later 'apt-get update' exit 100 (install-deps.sh).
-        if [ $added_arch = 1 ] && [ -z "$(dpkg-query -W -f='${Architecture}\n' 2>/dev/null | grep -x "$debarch")" ]; then
-          log "removing the $debarch architecture again (no $debarch package installed)" >&2
-          "${sudo_cmd[@]}" dpkg --remove-architecture "$debarch" || true
-        fi
-        [ "${METERD_CROSS_STRICT:-0}" != 1 ] || { log "could not install ${missing[*]}" >&2; exit 1; }
-        log "WARNING: could not install ${missing[*]}; falling back to the protocol-only build (-DMETERD_PROTOCOL_ONLY=ON)" >&2
-        protocol_only=1 fallback=1
-      fi
+  missing=()
+  for p in "${target_pkgs[@]}"; do installed "$p:$debarch" || missing+=("$p:$debarch"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if ! foreign_arch "$debarch"; then
+      log "dpkg --add-architecture $debarch"
+      "${sudo_cmd[@]}" dpkg --add-architecture "$debarch"
+    fi
+    log "installing target packages: ${missing[*]}"
+    apt_update || log "installing from the indexes that were fetched" >&2
+    if apt-get -q install -s --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+      apt_install "${missing[@]}" || { log "could not install ${missing[*]}" >&2; exit 1; }
+    else
+      [ "${METERD_CROSS_ALIGN:-1}" != 0 ] ||
+        { log "the $debarch packages do not match the native versions (METERD_CROSS_ALIGN=0)" >&2; exit 1; }
+      log "the $debarch index lacks some native versions: aligning Multi-Arch: same versions"
+      pins_text=$(align_versions "${missing[@]}") ||
+        { log "no consistent set of versions for ${missing[*]} (apt's answer above)" >&2; exit 1; }
+      mapfile -t pins < <(grep . <<<"$pins_text" || true)
+      log "version pins: ${pins[*]}"
+      apt_install "${missing[@]}" "${pins[@]}" || { log "could not install ${missing[*]}" >&2; exit 1; }
     fi
   fi
   log "package step took $((SECONDS - t_install)) s"
@@ -129,17 +189,21 @@ fi
 qemu_bin=$(command -v "$qemu" || command -v "$qemu-static" || true)
 [ -n "$qemu_bin" ] || { log "$qemu not found (package qemu-user)" >&2; exit 1; }
 command -v "$triplet-g++" >/dev/null || { log "$triplet-g++ not found (crossbuild-essential-$debarch)" >&2; exit 1; }
+[ -x "/usr/bin/$triplet-pkg-config" ] || { log "/usr/bin/$triplet-pkg-config not found (pkgconf:$debarch)" >&2; exit 1; }
 
 # ------------------------------------------------------- 2. configure, 3. build
-# The emulator goes on the command line, not in the toolchain file (which holds
-# compilers, sysroot and find-root modes only). -L: where qemu finds the target's
-# dynamic loader and libc (the cross libc from crossbuild-essential).
+# The emulator and the target's pkg-config go on the command line, not in the
+# toolchain file (which holds compilers, sysroot and find-root modes only).
+# -L: where qemu finds the target's dynamic loader and libc (the cross libc
+# from crossbuild-essential); the target's other libraries are found in
+# /usr/lib/$triplet. Debian's $triplet-pkg-config reads only the target's .pc files.
 t_build=$SECONDS
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_TOOLCHAIN_FILE="$root/toolchains/$triplet.cmake" \
   "-DCMAKE_CROSSCOMPILING_EMULATOR=$qemu_bin;-L;/usr/$triplet" \
+  -DPKG_CONFIG_EXECUTABLE="/usr/bin/$triplet-pkg-config" \
   -DBUILD_TESTING=ON \
-  "-DMETERD_PROTOCOL_ONLY=$([ $protocol_only = 1 ] && echo ON || echo OFF)" \
+  -DMETERD_PROTOCOL_ONLY=OFF \
   "$@"
 cmake --build "$build" -j "$jobs"
 log "configure + build took $((SECONDS - t_build)) s"
@@ -155,9 +219,13 @@ for f in "$build"/bin/*; do
 done
 
 # --------------------------------------------------------------- 4. tests
+# A test in none of the tiers is neither run here nor knowingly left out: say so.
+mapfile -t unclassified < <(comm -23 \
+  <(ctest --test-dir "$build" -N | sed -nE 's/^ *Test +#[0-9]+: +//p' | sort) \
+  <(ctest --test-dir "$build" -N -L '^(unit|component|system|bench|tools|fuzz)$' | sed -nE 's/^ *Test +#[0-9]+: +//p' | sort))
+[ ${#unclassified[@]} -eq 0 ] ||
+  log "WARNING: not run under qemu, no unit/component/system label: ${unclassified[*]}" >&2
 t_test=$SECONDS
-ctest --test-dir "$build" -R "$tests" --output-on-failure --no-tests=error -j "$jobs"
-log "tests under $qemu took $((SECONDS - t_test)) s; total $((SECONDS - t_start)) s"
-if [ $fallback = 1 ]; then
-  log "WARNING: protocol layer only: the $debarch -dev packages did not install (see above)" >&2
-fi
+ctest --test-dir "$build" -L "$labels" --output-on-failure --no-tests=error -j "$jobs" | tee "$build/cross-ctest.log"
+log "tests (-L '$labels') under $qemu took $((SECONDS - t_test)) s: $(grep -E 'tests passed' "$build/cross-ctest.log" | tail -1)"
+log "total $((SECONDS - t_start)) s"

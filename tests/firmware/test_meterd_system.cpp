@@ -109,79 +109,30 @@ std::size_t check_against_truth(Metersim& sim, const std::vector<StoredReading>&
 
 namespace {
 
-constexpr const char* mixed_fleet = R"(
-seed = 3
-static = true
-[[bus]]
-name = "d"
-baud = 9600
-parity = "even"
-[[bus]]
-name = "m"
-baud = 9600
-parity = "none"
-[[tcp]]
-name = "t"
-port = 0
-[[meter]]
-id = "d1"
-bus = "d"
-protocol = "dlt645-2007"
-address = "000000000001"
-[[meter]]
-id = "d2"
-bus = "d"
-protocol = "dlt645-2007"
-address = "000000000002"
-phases = 1
-tariffs = 2
-[[meter]]
-id = "d3"
-bus = "d"
-protocol = "dlt645-1997"
-address = "000000000003"
-[[meter]]
-id = "d4"
-bus = "d"
-protocol = "dlt645-2007"
-address = "000000000004"
-[[meter]]
-id = "s630"
-bus = "m"
-protocol = "modbus"
-model = "sdm630"
-address = 1
-[[meter]]
-id = "s120"
-bus = "m"
-protocol = "modbus"
-model = "sdm120"
-address = 2
-[[meter]]
-id = "dt"
-bus = "m"
-protocol = "modbus"
-model = "dtsu666"
-address = 3
-[[meter]]
-id = "dth"
-bus = "m"
-protocol = "modbus"
-model = "dtsu666h"
-address = 4
-[[meter]]
-id = "gen"
-bus = "m"
-protocol = "modbus"
-model = "generic"
-address = 5
-[[meter]]
-id = "tcp1"
-bus = "t"
-protocol = "modbus"
-model = "sdm630"
-address = 1
-)";
+// sim.toml pieces: a bus and a meter.
+std::string bus_toml(const std::string& name, unsigned baud, const std::string& parity) {
+  return "[[bus]]\nname = \"" + name + "\"\nbaud = " + std::to_string(baud) + "\nparity = \"" +
+         parity + "\"\n";
+}
+std::string meter_toml(const std::string& id, const std::string& bus, const std::string& protocol,
+                       const std::string& address, const std::string& extra = "") {
+  const bool modbus = protocol == "modbus";
+  return "[[meter]]\nid = \"" + id + "\"\nbus = \"" + bus + "\"\nprotocol = \"" + protocol +
+         "\"\naddress = " + (modbus ? address : "\"" + address + "\"") + "\n" + extra;
+}
+
+const std::string mixed_fleet =
+    "seed = 3\nstatic = true\n" + bus_toml("d", 9600, "even") + bus_toml("m", 9600, "none") +
+    "[[tcp]]\nname = \"t\"\nport = 0\n" + meter_toml("d1", "d", "dlt645-2007", "000000000001") +
+    meter_toml("d2", "d", "dlt645-2007", "000000000002", "phases = 1\ntariffs = 2\n") +
+    meter_toml("d3", "d", "dlt645-1997", "000000000003") +
+    meter_toml("d4", "d", "dlt645-2007", "000000000004") +
+    meter_toml("s630", "m", "modbus", "1", "model = \"sdm630\"\n") +
+    meter_toml("s120", "m", "modbus", "2", "model = \"sdm120\"\n") +
+    meter_toml("dt", "m", "modbus", "3", "model = \"dtsu666\"\n") +
+    meter_toml("dth", "m", "modbus", "4", "model = \"dtsu666h\"\n") +
+    meter_toml("gen", "m", "modbus", "5", "model = \"generic\"\n") +
+    meter_toml("tcp1", "t", "modbus", "1", "model = \"sdm630\"\n");
 
 // Replaces `from` by `to` in the [[meter]] block of meter `id`.
 std::string edit_meter(std::string text, const std::string& id, const std::string& from,
@@ -324,29 +275,10 @@ TEST_CASE("with faults on every bus, retries recover and not one stored value di
 
 namespace {
 
-constexpr const char* three_dlt = R"(
-seed = 5
-static = true
-[[bus]]
-name = "d"
-baud = 9600
-parity = "even"
-[[meter]]
-id = "d1"
-bus = "d"
-protocol = "dlt645-2007"
-address = "000000000001"
-[[meter]]
-id = "d2"
-bus = "d"
-protocol = "dlt645-2007"
-address = "000000000002"
-[[meter]]
-id = "d3"
-bus = "d"
-protocol = "dlt645-2007"
-address = "000000000003"
-)";
+const std::string three_dlt = "seed = 5\nstatic = true\n" + bus_toml("d", 9600, "even") +
+                              meter_toml("d1", "d", "dlt645-2007", "000000000001") +
+                              meter_toml("d2", "d", "dlt645-2007", "000000000002") +
+                              meter_toml("d3", "d", "dlt645-2007", "000000000003");
 
 }  // namespace
 
@@ -528,53 +460,16 @@ TEST_CASE("the command line: --version, --check-config, usage errors") {
 
 namespace {
 
-constexpr const char* fast_and_slow = R"(
-seed = 9
-static = true
-[[bus]]
-name = "fast"
-baud = 9600
-parity = "even"
-[[bus]]
-name = "slow"
-baud = 2400
-parity = "even"
-[[meter]]
-id = "f1"
-bus = "fast"
-protocol = "dlt645-2007"
-address = "000000000001"
-[[meter]]
-id = "f2"
-bus = "fast"
-protocol = "dlt645-2007"
-address = "000000000002"
-[[meter]]
-id = "s1"
-bus = "slow"
-protocol = "dlt645-2007"
-address = "000000000011"
-[[meter]]
-id = "s2"
-bus = "slow"
-protocol = "dlt645-2007"
-address = "000000000012"
-[[meter]]
-id = "s3"
-bus = "slow"
-protocol = "dlt645-2007"
-address = "000000000013"
-[[meter]]
-id = "s4"
-bus = "slow"
-protocol = "dlt645-2007"
-address = "000000000014"
-[[meter]]
-id = "s5"
-bus = "slow"
-protocol = "dlt645-2007"
-address = "000000000015"
-)";
+const std::string fast_and_slow = [] {
+  std::string t = "seed = 9\nstatic = true\n" + bus_toml("fast", 9600, "even") +
+                  bus_toml("slow", 2400, "even") +
+                  meter_toml("f1", "fast", "dlt645-2007", "000000000001") +
+                  meter_toml("f2", "fast", "dlt645-2007", "000000000002");
+  for (int i = 1; i <= 5; ++i)
+    t += meter_toml("s" + std::to_string(i), "slow", "dlt645-2007",
+                    "00000000001" + std::to_string(i));
+  return t;
+}();
 
 // Reads of a meter: dlt645-basic reads the frequency once per read.
 std::size_t reads_of(const std::vector<StoredReading>& rs, const std::string& meter) {

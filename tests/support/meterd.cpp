@@ -1,7 +1,6 @@
 #include "tests/support/meterd.hpp"
 
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -103,13 +102,19 @@ RunResult run_program(const std::string& program, const std::vector<std::string>
 
 std::string gateway_config(const std::filesystem::path& metersim_config,
                            const std::filesystem::path& data_dir, const std::string& interval) {
-  std::string t = slurp(metersim_config);
-  t = std::regex_replace(t, std::regex("interval = \"[^\"]*\""), "interval = \"" + interval + "\"");
-  t = std::regex_replace(t, std::regex("data_dir = \"[^\"]*\""),
-                         "data_dir = \"" + data_dir.string() + "\"");
-  t = std::regex_replace(t, std::regex("control_socket = \"[^\"]*\""),
-                         "control_socket = \"" + (data_dir / "meterd.sock").string() + "\"");
-  return t;
+  // Line by line: the keys metersim writes, each at the start of its line.
+  const std::map<std::string, std::string> replace = {
+      {"interval", "\"" + interval + "\""},
+      {"data_dir", "\"" + data_dir.string() + "\""},
+      {"control_socket", "\"" + (data_dir / "meterd.sock").string() + "\""}};
+  std::istringstream in(slurp(metersim_config));
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    for (const auto& [key, value] : replace)
+      if (line.rfind(key + " = ", 0) == 0) line = key + " = " + value;
+    out += line + "\n";
+  }
+  return out;
 }
 
 std::map<std::string, std::size_t> Meterd::per_meter() const {
