@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "firmware/detail/config_reader.hpp"
+#include "protocol/dlt645/requests.hpp"
 
 namespace meterd::firmware {
 
@@ -166,8 +167,55 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
   if (t) {
     const Scope s{*t, "mqtt", line_of(*t)};
     L.check_keys(s, {"host", "port", "topic_prefix", "batch_max", "linger_ms", "inflight_max",
-                     "username", "password_file", "tls"});
+                     "username", "password_file", "tls", "client_id", "drain_max_per_s",
+                     "keepalive", "protocol", "reconnect_min", "reconnect_max",
+                     "health_interval"});
+    m.enabled = true;
     if (auto v = L.string(s, "host")) m.host = *v;
+    if (auto v = L.string(s, "client_id")) {
+      if (v->empty() || v->size() > 64)
+        L.error(line_of(*t->get("client_id")), "mqtt.client_id", "must be 1 to 64 characters");
+      else
+        m.client_id = *v;
+    }
+    if (auto v = L.integer(s, "drain_max_per_s", 0, 1'000'000))
+      m.drain_max_per_s = static_cast<unsigned>(*v);
+    if (auto v = L.string(s, "protocol")) {
+      if (*v != "auto" && *v != "5" && *v != "3.1.1")
+        L.error(line_of(*t->get("protocol")), "mqtt.protocol",
+                "must be \"auto\", \"5\" or \"3.1.1\", got " + quoted(*v));
+      else
+        m.protocol = *v;
+    }
+    const auto whole_seconds = [&](const char* key, std::int64_t lo, std::int64_t hi,
+                                   auto& out) {
+      if (auto d = L.duration(s, key)) {
+        if (d->count() % 1000 != 0 || d->count() < lo * 1000 || d->count() > hi * 1000)
+          L.error(line_of(*t->get(key)), std::string("mqtt.") + key,
+                  "must be whole seconds from " + std::to_string(lo) + "s to " +
+                      std::to_string(hi) + "s");
+        else
+          out = std::chrono::duration_cast<seconds>(*d);
+      }
+    };
+    whole_seconds("keepalive", 5, 3600, m.keepalive);
+    whole_seconds("health_interval", 1, 86'400, m.health_interval);
+    if (auto d = L.duration(s, "reconnect_min")) {
+      if (*d < milliseconds(100) || *d > seconds(3600))
+        L.error(line_of(*t->get("reconnect_min")), "mqtt.reconnect_min",
+                "must be from 100ms to 1h");
+      else
+        m.reconnect_min = *d;
+    }
+    if (auto d = L.duration(s, "reconnect_max")) {
+      if (*d < milliseconds(100) || *d > seconds(3600))
+        L.error(line_of(*t->get("reconnect_max")), "mqtt.reconnect_max",
+                "must be from 100ms to 1h");
+      else
+        m.reconnect_max = *d;
+    }
+    if (m.reconnect_max < m.reconnect_min)
+      L.error(line_of(*t), "mqtt.reconnect_max", "must not be below reconnect_min");
     if (auto v = L.integer(s, "port", 1, 65535)) m.port = static_cast<std::uint16_t>(*v);
     if (auto v = L.string(s, "topic_prefix")) {
       if (!topic_safe(*v) || v->front() == '/' || v->back() == '/')
@@ -194,15 +242,23 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
     }
   }
   if (m.topic_prefix.empty() && !g.id.empty()) m.topic_prefix = "meterd/" + g.id;
+  if (m.client_id.empty()) m.client_id = g.id;
 }
 
 void load_commands(Loader& L, const toml::table& root, CommandsConfig& c) {
   const toml::table* t = L.table(root, "", "commands");
   if (!t) return;
   const Scope s{*t, "commands", line_of(*t)};
-  L.check_keys(s, {"relay_control", "hmac_key_file"});
+  L.check_keys(s, {"relay_control", "hmac_key_file", "operator"});
   if (auto v = L.boolean(s, "relay_control")) c.relay_control = *v;
   if (auto v = L.string(s, "hmac_key_file")) c.hmac_key_file = *v;
+  if (auto v = L.string(s, "operator")) {
+    if (!protocol::dlt645::parse_operator(*v))
+      L.error(line_of(*t->get("operator")), "commands.operator",
+              "must be 8 hex digits (DL/T 645 operator code), got " + quoted(*v));
+    else
+      c.operator_code = *v;
+  }
   if (c.relay_control && c.hmac_key_file.empty())
     L.error(line_of(*t->get("relay_control")), "commands.relay_control",
             "relay control needs hmac_key_file (unsigned relay commands are refused)");
@@ -366,7 +422,8 @@ void load_meters(Loader& L, const toml::table& root, const std::vector<drivers::
   for (const toml::table* t : L.tables(root, "meter", "meter")) {
     const Scope s{*t, "meter", line_of(*t)};
     L.check_keys(
-        s, {"id", "bus", "protocol", "address", "profile", "interval", "quantities", "preamble"});
+        s, {"id", "bus", "protocol", "address", "profile", "interval", "quantities", "preamble",
+            "password"});
     MeterConfig m;
     m.line = s.line;
     bool good = true;
@@ -539,6 +596,18 @@ void load_meters(Loader& L, const toml::table& root, const std::vector<drivers::
       good = false;
     } else if (auto v = L.integer(s, "preamble", 0, 8)) {
       m.preamble = static_cast<unsigned>(*v);
+    }
+    if (const toml::node* n = t->get("password"); n && protocol && !is_dlt) {
+      L.error(line_of(*n), "meter.password", "only for DL/T 645 meters (relay control)");
+      good = false;
+    } else if (auto v = L.string(s, "password")) {
+      if (v->size() != 8 || !protocol::dlt645::parse_password(*v)) {
+        L.error(line_of(*n), "meter.password",
+                "must be 8 hex digits, level then password (\"02123456\")");
+        good = false;
+      } else {
+        m.password = *v;
+      }
     }
     if (!normal.empty() && bus) {
       const auto key = std::tuple(m.bus, std::string(is_dlt ? "dlt" : "modbus"), normal);

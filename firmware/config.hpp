@@ -43,14 +43,23 @@ struct BufferConfig {
   std::uint32_t cache_kib = 256;  // SQLite page cache (small board)
 };
 
-// Parsed and checked now; used by the uplink (a later issue).
+// The uplink (docs/config.md "[mqtt]"). Without an [mqtt] table the uplink
+// is off and readings stay in the buffer (logged at start).
 struct MqttConfig {
+  bool enabled = false;    // an [mqtt] table is present
+  std::string client_id;   // default: gateway.id
   std::string host = "127.0.0.1";
   std::uint16_t port = 1883;
   std::string topic_prefix;  // default meterd/<gateway.id>
   unsigned batch_max = 500;
   unsigned linger_ms = 200;
   unsigned inflight_max = 32;
+  unsigned drain_max_per_s = 200;  // backlog drain cap, rows/s; 0 = none
+  std::chrono::seconds keepalive{60};
+  std::string protocol = "auto";   // auto | 5 | 3.1.1
+  std::chrono::milliseconds reconnect_min{1000};
+  std::chrono::milliseconds reconnect_max{60000};
+  std::chrono::seconds health_interval{60};
   std::string username, password_file;
   std::string tls_ca_file, tls_cert_file, tls_key_file;
 };
@@ -58,6 +67,7 @@ struct MqttConfig {
 struct CommandsConfig {
   bool relay_control = false;
   std::string hmac_key_file;
+  std::string operator_code = "00000000";  // DL/T 645 operator code C0..C3 sent with 1CH
 };
 
 struct PollingConfig {
@@ -79,6 +89,7 @@ struct MeterConfig {
   std::chrono::milliseconds interval{15 * 60 * 1000};
   std::vector<std::string> quantities;  // empty: the whole profile
   unsigned preamble = 4;                // DL/T 645: FE bytes before a request
+  std::string password;                 // DL/T 645: level + password, "02123456"; relay only
   int line = 0;                         // where it is defined (for messages)
 };
 

@@ -55,7 +55,7 @@ host_pkgs=(cmake ninja-build pkgconf binutils "crossbuild-essential-$debarch"
 # NOT header-only on Debian (it ships libtomlplusplus.so), so it needs
 # :$debarch too. pkgconf:$debarch brings /usr/bin/$triplet-pkg-config.
 target_pkgs=(libboost-dev libmodbus-dev libmosquitto-dev libsqlite3-dev
-             libspdlog-dev libfmt-dev libtomlplusplus-dev pkgconf)
+             libspdlog-dev libfmt-dev libtomlplusplus-dev libssl-dev pkgconf)
 
 installed() { [[ "$(dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null)" == *"install ok installed"* ]]; }
 foreign_arch() { [[ " $(dpkg --print-foreign-architectures | tr '\n' ' ') " == *" $1 "* ]]; }
