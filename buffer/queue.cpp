@@ -118,6 +118,34 @@ Result<Unsent> Store::Impl::next_unsent(std::size_t limit) {
   return out;
 }
 
+Result<std::vector<Event>> Store::Impl::next_unsent_events(std::size_t limit) {
+  std::vector<Event> out;
+  if (limit == 0 || tx_.events == 0) return out;
+  std::int64_t from = 0;
+  for (;;) {
+    // Each page asks for enough rows to fill `limit` even if every in-flight one is among them.
+    const std::size_t want = limit - out.size() + std::min<std::size_t>(inflight_.size(), 4096);
+    std::size_t got = 0;
+    sqlite3_stmt* s = st_.next_events.get();
+    StmtScope scope(s);
+    sqlite3_bind_int64(s, 1, from);
+    sqlite3_bind_int64(s, 2, static_cast<std::int64_t>(want));
+    int rc = SQLITE_DONE;
+    while (out.size() < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+      ++got;
+      Event e = row_to_event(s);
+      from = e.seq;
+      if (inflight_.count(e.seq) != 0) continue;
+      forget_notice_if(e.seq, e.seq);  // once read out, a notice never changes again
+      out.push_back(std::move(e));
+    }
+    if (out.size() >= limit) break;
+    if (rc != SQLITE_DONE) return err(rc, "next_unsent_events");
+    if (got < want) break;  // the table is exhausted
+  }
+  return out;
+}
+
 // Which table holds `seq`, if any: one primary-key probe per table.
 std::optional<detail::Kind> Store::Impl::stored_kind(std::int64_t seq) {
   for (const Kind k : {detail::kind_readings, detail::kind_events}) {

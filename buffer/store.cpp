@@ -628,6 +628,9 @@ Store::~Store() = default;
 Result<void> Store::close() { return impl_->close(); }
 Result<AppendResult> Store::append(const Batch& batch) { return impl_->append(batch); }
 Result<Unsent> Store::next_unsent(std::size_t limit) { return impl_->next_unsent(limit); }
+Result<std::vector<Event>> Store::next_unsent_events(std::size_t limit) {
+  return impl_->next_unsent_events(limit);
+}
 void Store::mark_inflight(std::span<const std::int64_t> seqs) { impl_->mark_inflight(seqs); }
 Result<std::uint64_t> Store::ack(std::span<const std::int64_t> seqs) { return impl_->ack(seqs); }
 std::size_t Store::requeue_inflight() noexcept { return impl_->requeue_inflight(); }

@@ -171,6 +171,12 @@ class Store {
   // in-memory cursor, never OFFSET. Does not change what is in flight.
   Result<Unsent> next_unsent(std::size_t limit);
 
+  // Up to `limit` events with the lowest seqs that are not in flight, whatever readings lie
+  // below them: the uplink sends events ahead of a reading backlog (an outage report must not
+  // wait behind a week of readings). Walks the events table from its start, skipping the rows
+  // in flight: O(limit + in flight + log n). Does not change what is in flight.
+  Result<std::vector<Event>> next_unsent_events(std::size_t limit);
+
   // Marks rows as handed to the uplink: next_unsent() skips them until ack() or
   // requeue_inflight(). In memory only: after a restart every stored row is unsent again
   // (at-least-once; the head-end drops duplicates by seq). Unknown seqs are harmless.

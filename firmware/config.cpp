@@ -168,8 +168,7 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
     const Scope s{*t, "mqtt", line_of(*t)};
     L.check_keys(s, {"host", "port", "topic_prefix", "batch_max", "linger_ms", "inflight_max",
                      "username", "password_file", "tls", "client_id", "drain_max_per_s",
-                     "keepalive", "protocol", "reconnect_min", "reconnect_max",
-                     "health_interval"});
+                     "keepalive", "protocol", "reconnect_min", "reconnect_max", "health_interval"});
     m.enabled = true;
     if (auto v = L.string(s, "host")) m.host = *v;
     if (auto v = L.string(s, "client_id")) {
@@ -187,8 +186,7 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
       else
         m.protocol = *v;
     }
-    const auto whole_seconds = [&](const char* key, std::int64_t lo, std::int64_t hi,
-                                   auto& out) {
+    const auto whole_seconds = [&](const char* key, std::int64_t lo, std::int64_t hi, auto& out) {
       if (auto d = L.duration(s, key)) {
         if (d->count() % 1000 != 0 || d->count() < lo * 1000 || d->count() > hi * 1000)
           L.error(line_of(*t->get(key)), std::string("mqtt.") + key,
@@ -421,9 +419,8 @@ void load_meters(Loader& L, const toml::table& root, const std::vector<drivers::
   std::map<std::tuple<std::string, std::string, std::string>, std::pair<std::string, int>> taken;
   for (const toml::table* t : L.tables(root, "meter", "meter")) {
     const Scope s{*t, "meter", line_of(*t)};
-    L.check_keys(
-        s, {"id", "bus", "protocol", "address", "profile", "interval", "quantities", "preamble",
-            "password"});
+    L.check_keys(s, {"id", "bus", "protocol", "address", "profile", "interval", "quantities",
+                     "preamble", "password"});
     MeterConfig m;
     m.line = s.line;
     bool good = true;

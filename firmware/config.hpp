@@ -46,8 +46,8 @@ struct BufferConfig {
 // The uplink (docs/config.md "[mqtt]"). Without an [mqtt] table the uplink
 // is off and readings stay in the buffer (logged at start).
 struct MqttConfig {
-  bool enabled = false;    // an [mqtt] table is present
-  std::string client_id;   // default: gateway.id
+  bool enabled = false;   // an [mqtt] table is present
+  std::string client_id;  // default: gateway.id
   std::string host = "127.0.0.1";
   std::uint16_t port = 1883;
   std::string topic_prefix;  // default meterd/<gateway.id>
@@ -56,7 +56,7 @@ struct MqttConfig {
   unsigned inflight_max = 32;
   unsigned drain_max_per_s = 200;  // backlog drain cap, rows/s; 0 = none
   std::chrono::seconds keepalive{60};
-  std::string protocol = "auto";   // auto | 5 | 3.1.1
+  std::string protocol = "auto";  // auto | 5 | 3.1.1
   std::chrono::milliseconds reconnect_min{1000};
   std::chrono::milliseconds reconnect_max{60000};
   std::chrono::seconds health_interval{60};

@@ -73,11 +73,14 @@ Daemon::Daemon(asio::io_context& io, Config config, NowMs now_ms)
       timer_(io),
       summary_timer_(io),
       stopping_(std::make_shared<std::atomic<bool>>(false)),
-      inbox_(std::make_shared<Inbox>()) {}
+      inbox_(std::make_shared<Inbox>()),
+      uplink_timer_(io),
+      health_timer_(io) {}
 
 Daemon::~Daemon() { stop(); }
 
 void Daemon::start() {
+  started_ms_ = now_ms_();
   std::error_code ec;
   std::filesystem::create_directories(config_.gateway.data_dir, ec);
   if (ec) throw std::runtime_error("data_dir " + config_.gateway.data_dir + ": " + ec.message());
@@ -90,6 +93,7 @@ void Daemon::start() {
     spdlog::info("buffer {}/buffer.db: {} readings, {} events kept, next seq {}",
                  config_.gateway.data_dir, st->readings, st->events, st->next_seq);
 
+  start_uplink();
   for (const auto& bus : config_.buses) start_bus(bus);
   configure_meters(false, nullptr);
   summary_started_ms_ = now_ms_();
@@ -272,7 +276,13 @@ void Daemon::store(buffer::Batch batch) {
   }
   if (pending_.empty()) {
     auto res = store_->append(batch);
-    if (res) return;
+    if (res) {
+      if (uplink_) {
+        uplink_->notify_appended(now_ms_());
+        kick_uplink();
+      }
+      return;
+    }
     spdlog::error("buffer: append of {} readings failed: {} (kept in memory, retried)",
                   batch.readings.size(), res.error().message);
   }
@@ -308,6 +318,12 @@ void Daemon::reload(Config next) {
   for (const auto& bus : config_.buses)
     if (!buses_.contains(bus.name)) start_bus(bus);
   configure_meters(true, &old);
+  if (uplink_changed(old)) {
+    spdlog::info("reload: [mqtt] or the command key changed: restarting the uplink");
+    stop_uplink();
+    guard_.reset();
+    start_uplink();
+  }
   spdlog::info("reload: {} buses, {} meters", config_.buses.size(), config_.meters.size());
   arm_timer();
 }
@@ -327,6 +343,7 @@ void Daemon::stop() {
         spdlog::error("buffer: {} readings lost at stop: {}", b.readings.size(),
                       res.error().message);
     pending_.clear();
+    stop_uplink();
     if (auto res = store_->close(); !res)
       spdlog::error("buffer: close: {}", res.error().message);
     else

@@ -21,11 +21,16 @@
 
 #include "buffer/store.hpp"
 #include "drivers/bus.hpp"
+#include "drivers/mqtt.hpp"
+#include "firmware/commands.hpp"
 #include "firmware/config.hpp"
 #include "firmware/poll.hpp"
 #include "firmware/schedule.hpp"
+#include "firmware/uplink.hpp"
 
 namespace meterd::firmware {
+
+inline constexpr const char* meterd_version = "0.1.0";
 
 // Per-meter counters (a technician's first questions about a meter).
 struct MeterCounters {
@@ -50,6 +55,9 @@ struct BusSummary {
 class Daemon {
  public:
   using NowMs = std::function<std::int64_t()>;
+  // Re-reads and validates the config file and reload()s it; returns every
+  // error ("" when reloaded). The `reload` downlink command calls it.
+  using Reloader = std::function<std::vector<std::string>()>;
 
   Daemon(boost::asio::io_context& io, Config config, NowMs now_ms);
   ~Daemon();
@@ -65,6 +73,8 @@ class Daemon {
   // Stops the schedule and the workers (the exchange in flight finishes),
   // stores the last results, closes the buffer cleanly. Idempotent.
   void stop();
+
+  void set_reloader(Reloader r) { reloader_ = std::move(r); }
 
   const Config& config() const noexcept { return config_; }
   const MeterCounters* counters(const std::string& meter) const;
@@ -93,6 +103,22 @@ class Daemon {
   void store(buffer::Batch batch);
   void arm_summary();
 
+  // The uplink (daemon_uplink.cpp).
+  void start_uplink();
+  void stop_uplink();
+  bool uplink_changed(const Config& old) const;
+  void kick_uplink();  // pump now and arm the uplink timer for what it waits for
+  void arm_health();
+  nlohmann::json health() const;
+  // Downlink commands (daemon_commands.cpp).
+  void on_command(drivers::MqttMessage message);
+  void answer(const std::string& payload, const drivers::MqttMessage& to);
+  void execute_read(const Command& c, drivers::MqttMessage to);
+  void execute_timesync(const Command& c, drivers::MqttMessage to);
+  void execute_relay(const Command& c, drivers::MqttMessage to);
+  void refuse(const Command& c, const std::string& code, const std::string& message,
+              const drivers::MqttMessage& to);
+
   boost::asio::io_context& io_;
   Config config_;
   NowMs now_ms_;
@@ -113,6 +139,19 @@ class Daemon {
   std::shared_ptr<Inbox> inbox_;
   std::vector<buffer::Batch> pending_;  // batches the buffer refused (disk full), retried
   std::int64_t summary_started_ms_ = 0;
+  std::int64_t started_ms_ = 0;
+
+  std::unique_ptr<drivers::MqttClient> mqtt_;
+  std::unique_ptr<MqttLink> link_;
+  std::unique_ptr<Uplink> uplink_;
+  boost::asio::steady_timer uplink_timer_;
+  boost::asio::steady_timer health_timer_;
+  std::optional<std::int64_t> uplink_wake_ms_;  // when the armed uplink timer fires
+  // Commands: the key, and the ids of signed commands already obeyed.
+  std::string hmac_key_;
+  std::string key_problem_;  // why signed commands cannot be checked ("" when they can)
+  std::optional<ReplayGuard> guard_;
+  Reloader reloader_;
 };
 
 }  // namespace meterd::firmware

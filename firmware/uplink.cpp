@@ -1,1 +1,370 @@
 #include "firmware/uplink.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "protocol/decimal.hpp"
+#include "protocol/exact_json.hpp"
+
+namespace meterd::firmware {
+
+namespace {
+
+// How long to wait before trying again after the client or the buffer refused.
+constexpr std::int64_t retry_later_ms = 1000;
+constexpr int qos_at_least_once = 1;
+constexpr int puback_refused = 0x80;  // MQTT 5 reason codes from 0x80 are failures
+
+void append_escaped(std::string& out, std::string_view text) {
+  out += '"';
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += ch;  // UTF-8 passes through
+        }
+    }
+  }
+  out += '"';
+}
+
+// The exact decimal as a JSON number: plain text as the meter sent it, or, for
+// an exponent no meter uses, mantissa e exponent (still exact, and bounded).
+void append_value(std::string& out, std::int64_t mantissa, std::int32_t exponent) {
+  if (exponent >= -18 && exponent <= 18) {
+    out += protocol::to_string(protocol::Decimal{mantissa, exponent});
+  } else {
+    out += std::to_string(mantissa);
+    out += 'e';
+    out += std::to_string(exponent);
+  }
+}
+
+// Howard Hinnant's civil_from_days.
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  y = static_cast<std::int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+}
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
+
+bool reserved_member(const std::string& key) {
+  return key == "seq" || key == "meter" || key == "type" || key == "ts";
+}
+
+}  // namespace
+
+std::string iso8601_ms(std::int64_t ms) {
+  const std::int64_t days = floor_div(ms, 86'400'000);
+  const std::int64_t in_day = ms - days * 86'400'000;
+  std::int64_t y;
+  unsigned mo, d;
+  civil_from_days(days, y, mo, d);
+  const auto t = static_cast<unsigned>(in_day);  // 0 .. 86'399'999
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", static_cast<long long>(y),
+                mo, d, t / 3'600'000u, t / 60'000u % 60u, t / 1000u % 60u, t % 1000u);
+  return buf;
+}
+
+std::string readings_payload(const std::string& gateway, std::uint64_t batch,
+                             const std::vector<buffer::Reading>& readings) {
+  std::string out;
+  out.reserve(64 + readings.size() * 140);
+  out += "{\"gateway\":";
+  append_escaped(out, gateway);
+  out += ",\"batch\":";
+  out += std::to_string(batch);
+  out += ",\"readings\":[";
+  bool first = true;
+  for (const auto& r : readings) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"seq\":";
+    out += std::to_string(r.seq);
+    out += ",\"meter\":";
+    append_escaped(out, r.meter);
+    out += ",\"quantity\":";
+    append_escaped(out, r.quantity);
+    out += ",\"value\":";
+    append_value(out, r.mantissa, r.exponent);
+    out += ",\"unit\":";
+    append_escaped(out, r.unit);
+    out += ",\"ts\":\"";
+    // Frozen data carries the freeze time as ts and the acquisition time apart.
+    out += iso8601_ms(r.frozen.empty() || !r.freeze_ts_ms ? r.ts_ms : *r.freeze_ts_ms);
+    out += '"';
+    if (!r.frozen.empty()) {
+      out += ",\"frozen\":";
+      append_escaped(out, r.frozen);
+      if (r.freeze_ts_ms) {
+        out += ",\"read_ts\":\"";
+        out += iso8601_ms(r.ts_ms);
+        out += '"';
+      }
+    }
+    if (r.quality != 0) {
+      out += ",\"quality\":";
+      out += std::to_string(r.quality);
+    }
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
+
+std::string event_payload(const buffer::Event& e) {
+  std::string out = "{\"seq\":" + std::to_string(e.seq);
+  if (!e.meter.empty()) {
+    out += ",\"meter\":";
+    append_escaped(out, e.meter);
+  }
+  out += ",\"type\":";
+  append_escaped(out, e.type);
+  out += ",\"ts\":\"" + iso8601_ms(e.ts_ms) + '"';
+  // The stored payload's members are spliced in as text, so its numbers stay
+  // exactly as written; anything that is not a plain object goes under "data".
+  const auto parsed = nlohmann::json::parse(e.payload_json, nullptr, false);
+  bool splice = parsed.is_object();
+  if (splice) {
+    for (const auto& [key, value] : parsed.items()) {
+      if (reserved_member(key)) splice = false;
+    }
+  }
+  if (splice) {
+    const auto open = e.payload_json.find('{');
+    const auto close = e.payload_json.rfind('}');
+    const std::string_view inner =
+        std::string_view(e.payload_json).substr(open + 1, close - open - 1);
+    if (inner.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+      out += ',';
+      out += inner;
+    }
+  } else if (!parsed.is_discarded()) {
+    out += ",\"data\":" + e.payload_json;
+  } else if (!e.payload_json.empty()) {
+    out += ",\"data\":";
+    append_escaped(out, e.payload_json);
+  }
+  out += '}';
+  return out;
+}
+
+std::string Uplink::birth_payload(const std::string& version, std::int64_t started_ms) {
+  std::string out = "{\"state\":\"online\",\"version\":";
+  append_escaped(out, version);
+  out += ",\"started\":\"" + iso8601_ms(started_ms) + "\"}";
+  return out;
+}
+
+std::string Uplink::offline_payload() { return "{\"state\":\"offline\"}"; }
+
+Uplink::Uplink(UplinkSettings settings, buffer::Store& store, UplinkLink& link)
+    : settings_(std::move(settings)), store_(store), link_(link) {
+  if (settings_.batch_max == 0) settings_.batch_max = 1;
+  if (settings_.inflight_max == 0) settings_.inflight_max = 1;
+}
+
+void Uplink::on_connected(std::int64_t now_ms) {
+  ++counters_.connects;
+  counters_.connected_since_ms = now_ms;
+  link_.publish(settings_.topic_prefix + "/status",
+                birth_payload(settings_.version, settings_.started_ms), qos_at_least_once, true,
+                {});
+}
+
+void Uplink::on_disconnected(std::int64_t) {
+  if (counters_.connected_since_ms) ++counters_.disconnects;
+  counters_.connected_since_ms.reset();
+  inflight_.clear();
+  counters_.requeued_rows += store_.requeue_inflight();
+}
+
+void Uplink::on_published(int mid, int reason, std::int64_t now_ms) {
+  const auto it = inflight_.find(mid);
+  if (it == inflight_.end()) return;  // status, health, a result, or from before a disconnect
+  std::vector<std::int64_t> seqs = std::move(it->second);
+  inflight_.erase(it);
+  if (reason >= puback_refused) {
+    // The broker took the message but refused it (quota, authorisation): nothing
+    // was delivered. Every row in flight goes back and is sent again after a pause.
+    ++counters_.refused;
+    inflight_.clear();
+    counters_.requeued_rows += store_.requeue_inflight();
+    hold_until_ms_ = now_ms + retry_later_ms;
+    return;
+  }
+  counters_.last_puback_ms = now_ms;
+  auto res = store_.ack(seqs);
+  if (res) {
+    counters_.acked_rows += *res;
+  } else {
+    ++counters_.ack_failures;
+    ack_retry_.insert(ack_retry_.end(), seqs.begin(), seqs.end());
+  }
+}
+
+void Uplink::retry_acks() {
+  if (ack_retry_.empty()) return;
+  if (auto res = store_.ack(ack_retry_)) {
+    counters_.acked_rows += *res;
+    ack_retry_.clear();
+  } else {
+    ++counters_.ack_failures;
+  }
+}
+
+void Uplink::notify_appended(std::int64_t now_ms) {
+  if (!pending_since_ms_) pending_since_ms_ = now_ms;
+}
+
+std::optional<std::int64_t> Uplink::pump(std::int64_t now_ms) {
+  retry_acks();
+  if (!link_.connected()) return std::nullopt;
+  if (hold_until_ms_ && now_ms < *hold_until_ms_) return hold_until_ms_;
+  hold_until_ms_.reset();
+  if (!ack_retry_.empty()) return now_ms + retry_later_ms;  // the buffer refuses writes
+
+  const bool capped = settings_.drain_max_per_s > 0;
+  const double cap = settings_.drain_max_per_s;
+  while (inflight_.size() < settings_.inflight_max) {
+    std::size_t limit = settings_.batch_max;
+    if (capped) {
+      if (!tokens_at_ms_) {
+        tokens_ = cap;  // one second of burst to start with
+      } else if (now_ms > *tokens_at_ms_) {
+        tokens_ =
+            std::min(cap, tokens_ + cap * static_cast<double>(now_ms - *tokens_at_ms_) / 1000.0);
+      }
+      tokens_at_ms_ = now_ms;
+      if (tokens_ < 1.0) {
+        const auto wait = static_cast<std::int64_t>((1.0 - tokens_) * 1000.0 / cap) + 1;
+        return now_ms + wait;
+      }
+      limit = std::min<std::size_t>(limit, static_cast<std::size_t>(tokens_));
+    }
+
+    // Events first, one message each, whatever readings wait below them.
+    auto events = store_.next_unsent_events(limit);
+    if (!events) return now_ms + retry_later_ms;
+    if (!events->empty()) {
+      for (const auto& e : *events) {
+        const auto mid = link_.publish(settings_.topic_prefix + "/events", event_payload(e),
+                                       qos_at_least_once, false, {});
+        if (!mid) {
+          ++counters_.publish_failures;
+          return now_ms + retry_later_ms;
+        }
+        const std::vector<std::int64_t> seqs{e.seq};
+        store_.mark_inflight(seqs);
+        inflight_[*mid] = seqs;
+        ++counters_.publishes;
+        ++counters_.events_sent;
+        if (capped) tokens_ -= 1.0;
+        if (inflight_.size() >= settings_.inflight_max) return std::nullopt;
+      }
+      continue;  // budget and window re-checked before readings
+    }
+
+    auto unsent = store_.next_unsent(limit);
+    if (!unsent) return now_ms + retry_later_ms;
+    if (unsent->empty()) {
+      pending_since_ms_.reset();
+      return std::nullopt;
+    }
+    if (!unsent->events.empty()) continue;  // appended since: next round sends them first
+    // A partial batch waits for the rest of its round, up to linger_ms from when
+    // the uplink first saw it; a batch cut short by the rate cap does not wait.
+    if (unsent->readings.size() < settings_.batch_max && limit == settings_.batch_max) {
+      if (!pending_since_ms_) pending_since_ms_ = now_ms;
+      const std::int64_t due = *pending_since_ms_ + settings_.linger_ms;
+      if (now_ms < due) return due;
+    }
+    const auto mid =
+        link_.publish(settings_.topic_prefix + "/readings",
+                      readings_payload(settings_.gateway, ++batch_no_, unsent->readings),
+                      qos_at_least_once, false, {});
+    if (!mid) {
+      ++counters_.publish_failures;
+      return now_ms + retry_later_ms;
+    }
+    std::vector<std::int64_t> seqs = unsent->seqs();
+    store_.mark_inflight(seqs);
+    counters_.readings_sent += seqs.size();
+    ++counters_.publishes;
+    if (capped) tokens_ -= static_cast<double>(seqs.size());
+    inflight_[*mid] = std::move(seqs);
+    // What is left of the backlog, if partial, lingers from the next pump on.
+    pending_since_ms_.reset();
+  }
+  return std::nullopt;  // the window is full: a PUBACK calls pump again
+}
+
+bool Uplink::publish_health(const nlohmann::json& health) {
+  if (!link_.connected()) return false;
+  return link_.publish(settings_.topic_prefix + "/health", protocol::dump(health), 0, false, {})
+      .has_value();
+}
+
+void Uplink::publish_result(const std::string& payload, const std::string& response_topic,
+                            const std::string& correlation_data) {
+  link_.publish(settings_.topic_prefix + "/cmd/result", payload, qos_at_least_once, false,
+                correlation_data);
+  if (!response_topic.empty() && response_topic != settings_.topic_prefix + "/cmd/result")
+    link_.publish(response_topic, payload, qos_at_least_once, false, correlation_data);
+}
+
+void Uplink::publish_offline() {
+  link_.publish(settings_.topic_prefix + "/status", offline_payload(), qos_at_least_once, true, {});
+}
+
+nlohmann::json Uplink::health_counters() const {
+  nlohmann::json j{{"connected", link_.connected()},
+                   {"publishes", counters_.publishes},
+                   {"readings_sent", counters_.readings_sent},
+                   {"events_sent", counters_.events_sent},
+                   {"acked_rows", counters_.acked_rows},
+                   {"requeued_rows", counters_.requeued_rows},
+                   {"refused", counters_.refused},
+                   {"publish_failures", counters_.publish_failures},
+                   {"ack_failures", counters_.ack_failures},
+                   {"connects", counters_.connects},
+                   {"disconnects", counters_.disconnects},
+                   {"inflight_publishes", inflight_.size()}};
+  j["last_puback"] = counters_.last_puback_ms
+                         ? nlohmann::json(iso8601_ms(*counters_.last_puback_ms))
+                         : nlohmann::json(nullptr);
+  return j;
+}
+
+}  // namespace meterd::firmware

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "buffer/store.hpp"
+#include "drivers/mqtt.hpp"
 
 namespace meterd::firmware {
 
@@ -42,6 +43,20 @@ class UplinkLink {
                                      bool retain, const std::string& correlation_data) = 0;
 };
 
+// UplinkLink over the real MQTT client.
+class MqttLink final : public UplinkLink {
+ public:
+  explicit MqttLink(drivers::MqttClient& client) : client_(client) {}
+  bool connected() const override { return client_.connected(); }
+  std::optional<int> publish(const std::string& topic, const std::string& payload, int qos,
+                             bool retain, const std::string& correlation_data) override {
+    return client_.publish(topic, payload, qos, retain, correlation_data);
+  }
+
+ private:
+  drivers::MqttClient& client_;
+};
+
 struct UplinkSettings {
   std::string gateway;       // gateway.id
   std::string topic_prefix;  // <prefix>
@@ -49,19 +64,19 @@ struct UplinkSettings {
   unsigned linger_ms = 200;
   unsigned inflight_max = 32;
   unsigned drain_max_per_s = 0;
-  std::string version;     // meterd's version, in the birth message
+  std::string version;  // meterd's version, in the birth message
   std::int64_t started_ms = 0;
 };
 
 struct UplinkCounters {
-  std::uint64_t publishes = 0;        // reading batches and events published (QoS 1)
-  std::uint64_t readings_sent = 0;    // readings in those publishes (resends included)
+  std::uint64_t publishes = 0;      // reading batches and events published (QoS 1)
+  std::uint64_t readings_sent = 0;  // readings in those publishes (resends included)
   std::uint64_t events_sent = 0;
-  std::uint64_t acked_rows = 0;       // rows deleted from the buffer after PUBACK
-  std::uint64_t requeued_rows = 0;    // rows put back after a disconnect
-  std::uint64_t refused = 0;          // PUBACKs with a reason >= 0x80 (rows requeued)
-  std::uint64_t publish_failures = 0; // publish calls the client refused
-  std::uint64_t ack_failures = 0;     // buffer acks that failed (retried)
+  std::uint64_t acked_rows = 0;        // rows deleted from the buffer after PUBACK
+  std::uint64_t requeued_rows = 0;     // rows put back after a disconnect
+  std::uint64_t refused = 0;           // PUBACKs with a reason >= 0x80 (rows requeued)
+  std::uint64_t publish_failures = 0;  // publish calls the client refused
+  std::uint64_t ack_failures = 0;      // buffer acks that failed (retried)
   std::uint64_t connects = 0;
   std::uint64_t disconnects = 0;
   std::optional<std::int64_t> last_puback_ms;
@@ -107,7 +122,6 @@ class Uplink {
 
  private:
   void retry_acks();
-  bool send_next(std::int64_t now_ms);
 
   UplinkSettings settings_;
   buffer::Store& store_;
@@ -116,6 +130,7 @@ class Uplink {
   std::map<int, std::vector<std::int64_t>> inflight_;  // mid -> seqs
   std::vector<std::int64_t> ack_retry_;                // acked by the broker, not yet deleted
   std::optional<std::int64_t> pending_since_ms_;       // a partial batch has waited since
+  std::optional<std::int64_t> hold_until_ms_;          // after a refused PUBACK
   double tokens_ = 0;                                  // drain rate bucket
   std::optional<std::int64_t> tokens_at_ms_;
   std::uint64_t batch_no_ = 0;

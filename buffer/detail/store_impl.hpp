@@ -86,6 +86,7 @@ class Store::Impl {
   Result<void> close();
   Result<AppendResult> append(const Batch& batch);
   Result<Unsent> next_unsent(std::size_t limit);
+  Result<std::vector<Event>> next_unsent_events(std::size_t limit);
   void mark_inflight(std::span<const std::int64_t> seqs);
   Result<std::uint64_t> ack(std::span<const std::int64_t> seqs);
   std::size_t requeue_inflight() noexcept;

@@ -25,7 +25,7 @@ namespace fw = meterd::firmware;
 
 namespace {
 
-constexpr const char* version = "0.1.0";
+constexpr const char* version = fw::meterd_version;
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -103,20 +103,28 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // SIGHUP and the `reload` command: a bad config is refused whole.
+  const auto reload = [&]() -> std::vector<std::string> {
+    auto next = fw::load_config(config_file);
+    std::vector<std::string> errors;
+    for (const auto& e : next.errors) errors.push_back(e.to_string());
+    if (!errors.empty()) {
+      for (const auto& e : errors) spdlog::error("reload refused: {}", e);
+      spdlog::error("reload refused: {} errors; the running config carries on", errors.size());
+    } else {
+      spdlog::info("reload: {}", config_file);
+      daemon.reload(std::move(*next.config));
+    }
+    return errors;
+  };
+  daemon.set_reloader(reload);
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
-          auto next = fw::load_config(config_file);
-          if (!next.errors.empty()) {
-            for (const auto& e : next.errors) spdlog::error("reload refused: {}", e.to_string());
-            spdlog::error("reload refused: {} errors; the running config carries on",
-                          next.errors.size());
-          } else {
-            spdlog::info("reload: {}", config_file);
-            daemon.reload(std::move(*next.config));
-          }
+          reload();
           signals.async_wait(on_signal);
           return;
         }

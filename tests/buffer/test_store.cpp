@@ -162,6 +162,45 @@ TEST_CASE("events and readings share one seq and come out merged in seq order") 
   }
 }
 
+TEST_CASE("next_unsent_events hands out events ahead of a reading backlog") {
+  // Catches an uplink fetch that only walks seq order (an outage report stuck behind a week of
+  // readings) and one that hands an in-flight event out twice.
+  TempDir dir;
+  Store s = open_store(dir.file("b.db"));
+  REQUIRE(s.append(readings_batch("m1", 50, 0)));                // seqs 1..50
+  Batch b = readings_batch("m1", 3, 1000);                       // 51..53
+  b.events.push_back(Event{0, "m1", "meter.offline", 7, "{}"});  // 54
+  b.events.push_back(Event{0, "m2", "meter.online", 8, "{}"});   // 55
+  REQUIRE(s.append(b));
+  REQUIRE(s.append(Batch{{}, {Event{0, "", "x.y", 9, "{}"}}, {}, 0}));  // 56
+
+  auto e = s.next_unsent_events(2);
+  REQUIRE(e);
+  REQUIRE(e->size() == 2);
+  CHECK((*e)[0].seq == 54);
+  CHECK((*e)[1].seq == 55);
+  CHECK((*e)[0].type == "meter.offline");
+  const std::vector<std::int64_t> sent{54};
+  s.mark_inflight(sent);
+  e = s.next_unsent_events(10);
+  REQUIRE(e);
+  REQUIRE(e->size() == 2);
+  CHECK((*e)[0].seq == 55);
+  CHECK((*e)[1].seq == 56);
+  // Readings still come out from the lowest seq, and skip the event in flight.
+  const std::vector<std::int64_t> more{55, 56};
+  s.mark_inflight(more);
+  CHECK(s.next_unsent_events(10)->empty());
+  auto r = s.next_unsent(60);
+  REQUIRE(r);
+  CHECK(r->readings.size() == 53);
+  CHECK(r->events.empty());
+  // A requeue makes them unsent again.
+  s.requeue_inflight();
+  CHECK(s.next_unsent_events(10)->size() == 3);
+  CHECK(s.check_invariants());
+}
+
 TEST_CASE("mark_inflight, ack and requeue_inflight") {
   TempDir dir;
   Store s = open_store(dir.file("b.db"));

@@ -14,6 +14,7 @@
 #include "protocol/decimal.hpp"
 #include "tests/support/meterd.hpp"
 #include "tests/support/metersim.hpp"
+#include "tests/support/rig.hpp"
 
 using namespace meterd::testing;
 using namespace std::chrono_literals;
@@ -21,41 +22,6 @@ using meterd::protocol::Decimal;
 using meterd::protocol::parse_decimal;
 
 namespace {
-
-// A metersim fleet and a meterd reading it. `dir` comes first: metersim
-// writes its gateway config there.
-struct Rig {
-  TempDir dir;
-  Metersim sim;
-  std::filesystem::path data_dir = dir.path / "meterd";
-  std::filesystem::path config = dir.path / "meterd.toml";
-  std::unique_ptr<Meterd> meterd;
-
-  Rig(const std::string& sim_toml, std::vector<std::string> sim_args, const std::string& interval,
-      const std::function<std::string(std::string)>& edit = {})
-      : sim(sim_toml, with_gateway(dir, std::move(sim_args))) {
-    std::string text = gateway_config(dir.path / "gateway.toml", data_dir, interval);
-    text += "\n[polling]\nsummary_interval = \"2s\"\n";
-    if (edit) text = edit(text);
-    std::ofstream(config) << text;
-  }
-  static std::vector<std::string> with_gateway(const TempDir& d, std::vector<std::string> args) {
-    args.push_back("--gateway-config");
-    args.push_back((d.path / "gateway.toml").string());
-    return args;
-  }
-  void start(std::vector<std::string> args = {}) {
-    meterd = std::make_unique<Meterd>(config, data_dir, dir.path / "meterd.log", std::move(args));
-  }
-  // Every meter of the fleet has at least `n` readings stored.
-  bool all_read(std::size_t meters, std::size_t n = 1) const {
-    const auto per = meterd->per_meter();
-    if (per.size() < meters) return false;
-    for (const auto& [id, count] : per)
-      if (count < n) return false;
-    return true;
-  }
-};
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
