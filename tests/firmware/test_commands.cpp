@@ -579,8 +579,8 @@ TEST_CASE("read: meter required, quantities an optional list of distinct names")
   CHECK(c.verb == Verb::read);
   CHECK(c.meter == "m1");
   CHECK(c.quantities.empty());
-  c = accepted("read", R"({"id":"q","meter":"m1","quantities":["voltage.a","energy"]})");
-  CHECK(c.quantities == std::vector<std::string>{"voltage.a", "energy"});
+  c = accepted("read", R"({"id":"q","meter":"m1","quantities":["voltage.l1","energy"]})");
+  CHECK(c.quantities == std::vector<std::string>{"voltage.l1", "energy"});
   for (const char* bad : {R"({"id":"q"})", R"({"id":"q","meter":""})", R"({"id":"q","meter":1})",
                           R"({"id":"q","meter":"m1","quantities":"energy"})",
                           R"({"id":"q","meter":"m1","quantities":[1]})",
@@ -610,12 +610,12 @@ TEST_CASE("timesync: bus optional; reload: nothing else") {
 TEST_CASE("result payloads") {
   const json result = {
       {"meter", "m1"},
-      {"readings", json::array({{{"quantity", "voltage.a"},
+      {"readings", json::array({{{"quantity", "voltage.l1"},
                                  {"value", meterd::protocol::exact_number({22010, -2})},
                                  {"unit", "V"}}})}};
   CHECK(
       result_ok("q-1", result) ==
-      R"({"id":"q-1","ok":true,"result":{"meter":"m1","readings":[{"quantity":"voltage.a","unit":"V","value":220.10}]}})");
+      R"({"id":"q-1","ok":true,"result":{"meter":"m1","readings":[{"quantity":"voltage.l1","unit":"V","value":220.10}]}})");
   CHECK(result_error({"r-1", "replayed", "say \"no\""}) ==
         R"({"id":"r-1","ok":false,"error":{"code":"replayed","message":"say \"no\""}})");
   // Whatever the daemon puts in a message, the result stays JSON.
