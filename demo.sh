@@ -68,10 +68,12 @@ cat >"$run/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
-log_dest file $run/mosquitto.log
+log_dest stdout
 connection_messages true
 EOF
-setsid /usr/sbin/mosquitto -c "$run/mosquitto.conf" >/dev/null 2>&1 &
+# (Logging to stdout: started as root, mosquitto drops to its own user, which
+# cannot write into the private run folder.)
+setsid /usr/sbin/mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
 started mosquitto $!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
@@ -98,9 +100,9 @@ sys.exit(0 if answer.get("ok") else f"demo: metersim refused {sys.argv[2]}: {ans
 PY
 }
 sim_control '{"cmd":"fault","meter":"m03","faults":{"noise":6}}'
-sim_control '{"cmd":"fault","meter":"m14","faults":{"drop":0.05}}'
-sim_control '{"cmd":"fault","meter":"m22","faults":{"corrupt_checksum":0.03}}'
-sim_control '{"cmd":"fault","meter":"m10","faults":{"drop":0.03}}'
+sim_control '{"cmd":"fault","meter":"m14","faults":{"drop":0.1}}'
+sim_control '{"cmd":"fault","meter":"m22","faults":{"corrupt_checksum":0.1}}'
+sim_control '{"cmd":"fault","meter":"m10","faults":{"drop":0.05}}'
 
 # Every meter every $interval instead of the written 15 min; the uplink to
 # the private broker, health every 10 s. metersim writes an [mqtt] table for
