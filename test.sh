@@ -42,7 +42,7 @@ step "layering"
 tools/check-layers "$root"
 
 step "format"
-mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h' 2>/dev/null || find protocol drivers buffer firmware simulator tests -name '*.[ch]pp')
+mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.c' '*.h' 2>/dev/null || find protocol drivers buffer firmware simulator tests -name '*.[ch]pp' -o -name '*.[ch]')
 if [ ${#sources[@]} -gt 0 ]; then
   clang-format --dry-run -Werror "${sources[@]}"
 fi

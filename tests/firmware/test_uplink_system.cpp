@@ -363,7 +363,7 @@ TEST_CASE("TLS with client certificates: meterd connects; a client without a cer
   rig.start();
   REQUIRE_MESSAGE(
       head.wait_for([](const auto& ms) { return Ledger(ms).meters().size() == fleet_meters; }, 40s),
-      rig.meterd->log_text() + broker.log());
+      rig.meterd->log_text() << broker.log());
   CHECK(rig.meterd->log_text().find("(TLS)") != std::string::npos);
 
   HeadEndOptions no_cert = ho;
