@@ -32,6 +32,10 @@ namespace meterd::firmware {
 
 inline constexpr const char* meterd_version = "0.1.0";
 
+// The buffer's state table is per meter; gateway-wide state (the replay
+// guard of signed commands) lives under this owner, with keys no meter uses.
+inline constexpr const char* replay_guard_owner = "*";
+
 // Per-meter counters (a technician's first questions about a meter).
 struct MeterCounters {
   std::uint64_t successes = 0;

@@ -85,7 +85,7 @@ void Daemon::start_uplink() {
       spdlog::error("commands: {}: signed commands are refused", key_problem_);
   }
   if (!guard_) {
-    auto state = store_->get_state("", "cmd.replay_guard");
+    auto state = store_->get_state(replay_guard_owner, "cmd.replay_guard");
     if (!state) {
       spdlog::error("commands: cannot read the replay guard: {}; signed commands are refused",
                     state.error().message);

@@ -77,8 +77,10 @@ struct CommandRig {
       return t + "\n[commands]\nrelay_control = " + (relay_control ? "true" : "false") +
              "\nhmac_key_file = \"" + key.string() + "\"\n";
     });
-    head = std::make_unique<HeadEnd>(
-        HeadEndOptions{.port = broker.port(), .filters = {prefix + "/#", "client/#"}});
+    HeadEndOptions ho;
+    ho.port = broker.port();
+    ho.filters = {prefix + "/#", "client/#"};
+    head = std::make_unique<HeadEnd>(ho);
     rig->start();
     REQUIRE_MESSAGE(head->wait_topic(prefix + "/status", 20s).size() == 1, rig->meterd->log_text());
     REQUIRE(eventually(
@@ -171,7 +173,7 @@ TEST_CASE("relay: refused unless enabled, signed, fresh and new; executed when a
     const auto good =
         sign(c.key, "relay", {{"id", id}, {"meter", "d1"}, {"action", "trip"}, {"ts", iso_now()}});
     r = c.ask("relay", good, id);
-    REQUIRE_MESSAGE(r["ok"] == true, r.dump() + c.rig->meterd->log_text());
+    REQUIRE_MESSAGE(r["ok"] == true, r.dump() << c.rig->meterd->log_text());
     CHECK(r["result"]["relay"] == "open");
     CHECK(c.relay_state() == "open");
     // The same command again: refused, and the relay stays as it is.
@@ -200,6 +202,17 @@ TEST_CASE("relay: refused unless enabled, signed, fresh and new; executed when a
         id);
     CHECK(r["ok"] == true);
     CHECK(c.relay_state() == "closed");
+    // The executed command is in the audit trail the head-end receives.
+    CHECK(c.head->wait_for(
+        [&](const auto& ms) {
+          for (const auto& m : ms)
+            if (m.topic == prefix + "/events" &&
+                m.payload.find("\"command.relay\"") != std::string::npos &&
+                m.payload.find("\"" + id + "\"") != std::string::npos)
+              return true;
+          return false;
+        },
+        10s));
     // Relay control is DL/T 645-2007 only.
     id = c.next_id();
     r = c.ask(
@@ -207,14 +220,6 @@ TEST_CASE("relay: refused unless enabled, signed, fresh and new; executed when a
         sign(c.key, "relay", {{"id", id}, {"meter", "d2"}, {"action", "trip"}, {"ts", iso_now()}}),
         id);
     CHECK(r["error"]["code"] == "unsupported");
-    // Every executed relay command is in the buffer's audit trail.
-    std::size_t audited = 0;
-    for (const auto& e : c.rig->meterd->events())
-      if (e.type == "command.relay") ++audited;
-    for (const auto& m : c.head->messages())
-      if (m.topic == prefix + "/events" && m.payload.find("command.relay") != std::string::npos)
-        ++audited;
-    CHECK(audited >= 1);
   }
 }
 

@@ -116,7 +116,10 @@ void Broker::write_config() const {
   std::ostringstream conf;
   conf << "listener " << port_ << " 127.0.0.1\n"
        << "allow_anonymous " << (options_.allow_anonymous ? "true" : "false") << "\n"
-       << "persistence false\n"
+       << (options_.persistent
+               ? "persistence true\npersistence_location " + (dir_.path / "").string() +
+                     "\nmax_queued_messages 0\nmax_queued_bytes 0\n"
+               : std::string("persistence false\n"))
        << "log_dest file " << (dir_.path / "mosquitto.log").string() << "\n"
        << "log_type all\n"
        << "connection_messages true\n"

@@ -25,6 +25,9 @@ struct BrokerOptions {
   std::optional<BrokerTls> tls;  // the listener speaks TLS only when set
   std::string extra_config;      // appended to the generated mosquitto.conf
   std::uint16_t port = 0;        // 0: a free loopback port, chosen at the first start
+  // Sessions and their queued messages survive a restart (saved at stop, in dir()), and a
+  // session's queue is unbounded: a persistent head-end misses nothing across an outage.
+  bool persistent = false;
 };
 
 // /usr/sbin/mosquitto -c <generated conf>, listening on 127.0.0.1 only, with

@@ -42,7 +42,7 @@ HeadEnd::HeadEnd(HeadEndOptions options) : options_(std::move(options)) {
     options_.client_id =
         "test-headend-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
-  mosq_ = mosquitto_new(options_.client_id.c_str(), true, this);
+  mosq_ = mosquitto_new(options_.client_id.c_str(), !options_.persistent_session, this);
   if (!mosq_) throw std::runtime_error("head-end: mosquitto_new failed");
   mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
   mosquitto_reconnect_delay_set(mosq_, 1, 1, false);
@@ -63,8 +63,12 @@ HeadEnd::HeadEnd(HeadEndOptions options) : options_(std::move(options)) {
     if (rc != MOSQ_ERR_SUCCESS) fail(error_text("tls_set", rc));
   }
   // Blocking connect: loopback only, so it is quick.
+  mosquitto_property* props = nullptr;
+  if (options_.persistent_session)
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 3600);
   int rc =
-      mosquitto_connect_bind_v5(mosq_, options_.host.c_str(), options_.port, 30, nullptr, nullptr);
+      mosquitto_connect_bind_v5(mosq_, options_.host.c_str(), options_.port, 30, nullptr, props);
+  mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) fail(error_text("connect", rc));
   rc = mosquitto_loop_start(mosq_);
   if (rc != MOSQ_ERR_SUCCESS) fail(error_text("loop_start", rc));

@@ -41,6 +41,9 @@ struct HeadEndOptions {
   // TLS when ca_file is set; a client certificate when cert_file/key_file are.
   std::string ca_file, cert_file, key_file;
   std::chrono::milliseconds timeout{5000};  // for the first CONNACK + SUBACKs
+  // A session the broker keeps (clean start off, expiry 1 h): with a persistent broker,
+  // messages published while this client was away are delivered when it is back.
+  bool persistent_session = false;
 };
 
 class HeadEnd {
