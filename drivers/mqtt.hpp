@@ -14,6 +14,13 @@
 // Protocol: MQTT 5 first (ProtocolVersion::automatic); a broker that
 // refuses it ("unsupported protocol version") gets MQTT 3.1.1 from then on.
 //
+// Connecting never waits on the network on the io thread: libmosquitto's
+// connect_async starts a non-blocking TCP connect (and TLS handshake) and the
+// loop thread finishes it. What does run synchronously: resolving `host`
+// (getaddrinfo; instant for a numeric address, so configure one where a
+// resolver may hang) and reading the TLS files. No CONNACK within the
+// keepalive (clamped to 5..30 s) counts as a failed attempt.
+//
 // Thread: construct, call and destroy on the io_context thread. Hooks run
 // there too (posted), never inside a libmosquitto callback.
 #pragma once
@@ -60,7 +67,8 @@ struct MqttMessage {
 };
 
 struct MqttHooks {
-  // CONNACK accepted. `v5` says which protocol the session speaks.
+  // CONNACK accepted and every subscribe() filter acknowledged (SUBACK) on
+  // the new session. `v5` says which protocol the session speaks.
   std::function<void(bool v5)> on_connected;
   // The link is down (also after a failed connect attempt); why, for logs.
   // Every publish not yet acknowledged is lost with it.
@@ -92,23 +100,33 @@ class MqttClient {
   void start();
   // Sends DISCONNECT after whatever was already published (so a retained
   // offline status published just before goes out first; the broker does not
-  // publish the will after a clean DISCONNECT), waits up to `flush` for it,
-  // and joins the network thread. No hook runs afterwards. Idempotent.
+  // publish the will after a clean DISCONNECT), and joins the network thread.
+  // Blocks up to `flush` in all: first for the broker to acknowledge what is
+  // in flight or queued, then for the DISCONNECT to be written; past it the
+  // thread is cancelled (what is left is lost, and the broker publishes the
+  // will). No hook runs afterwards, not even for events already posted.
+  // Idempotent.
   void stop(std::chrono::milliseconds flush = std::chrono::milliseconds(2000));
 
+  // True from on_connected until the link is lost (before on_disconnected).
   bool connected() const noexcept;
+  // The protocol of the current (or last) session.
   bool v5() const noexcept;
 
-  // Subscriptions made on every (re)connect.
+  // Subscriptions made on every (re)connect; made at once on a live session.
   void subscribe(std::string topic_filter, int qos);
 
   // Queues one publish on the live session; returns its mid, or nullopt when
-  // not connected or libmosquitto refused it (the caller keeps the rows).
-  // correlation_data is sent as the MQTT 5 property when the session is v5.
+  // not connected or libmosquitto refused it (the caller keeps the rows; a
+  // refusal is in last_error()). on_published(mid) comes later, posted, so
+  // never before this returns. correlation_data is sent as the MQTT 5
+  // property when the session is v5, and dropped on 3.1.1.
   std::optional<int> publish(const std::string& topic, const std::string& payload, int qos,
                              bool retain, const std::string& correlation_data = {});
 
   MqttCounters counters() const noexcept;
+  // Why the last attempt or link failed (libmosquitto's text, with OpenSSL's
+  // where there is one), or the last refused publish/subscribe; "" if none.
   std::string last_error() const;
 
  private:
@@ -116,7 +134,8 @@ class MqttClient {
   std::shared_ptr<Impl> impl_;
 };
 
-// libmosquitto's global init/cleanup, once per process (thread-safe).
+// libmosquitto's global init, once per process (thread-safe); the
+// MqttClient constructor calls it. No cleanup: process exit does that.
 void mqtt_library_init();
 
 }  // namespace meterd::drivers
