@@ -184,6 +184,8 @@ class Store {
 
   // Removes acknowledged rows in one transaction; returns how many rows were deleted (seqs
   // already gone, e.g. evicted, are skipped). Also clears them from the in-flight set.
+  // Not fsynced on its own, in either sync mode: a power cut may undo an ack that no later
+  // synced write covered, which only sends those rows again (at-least-once).
   // Errors: disk_full / io_error / busy (nothing removed; ack again later).
   Result<std::uint64_t> ack(std::span<const std::int64_t> seqs);
 

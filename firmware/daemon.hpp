@@ -151,6 +151,7 @@ class Daemon {
   boost::asio::steady_timer uplink_timer_;
   boost::asio::steady_timer health_timer_;
   std::optional<std::int64_t> uplink_wake_ms_;  // when the armed uplink timer fires
+  bool kick_posted_ = false;                    // a pump is posted after PUBACKs
   // Commands: the key, and the ids of signed commands already obeyed.
   std::string hmac_key_;
   std::string key_problem_;  // why signed commands cannot be checked ("" when they can)

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "firmware/daemon.hpp"
@@ -122,7 +123,15 @@ void Daemon::start_uplink() {
   };
   hooks.on_published = [this](int mid, int reason) {
     uplink_->on_published(mid, reason, now_ms_());
-    kick_uplink();
+    // One pump after a burst of PUBACKs, not one per PUBACK: the acks are
+    // deleted together and the window refilled at once.
+    if (kick_posted_) return;
+    kick_posted_ = true;
+    asio::post(io_, [this, alive = std::weak_ptr<Inbox>(inbox_)] {
+      if (!alive.lock()) return;
+      kick_posted_ = false;
+      kick_uplink();
+    });
   };
   hooks.on_message = [this](drivers::MqttMessage m) { on_command(std::move(m)); };
   mqtt_ = std::make_unique<drivers::MqttClient>(io_, mqtt_settings(config_), std::move(hooks));

@@ -1,6 +1,7 @@
 #include "firmware/uplink.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 
 #include "protocol/decimal.hpp"
@@ -17,6 +18,14 @@ constexpr int puback_refused = 0x80;  // MQTT 5 reason codes from 0x80 are failu
 
 void append_escaped(std::string& out, std::string_view text) {
   out += '"';
+  // Meter ids, quantity names and units rarely need escaping: copy them whole.
+  if (std::none_of(text.begin(), text.end(), [](char ch) {
+        return ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20;
+      })) {
+    out += text;
+    out += '"';
+    return;
+  }
   for (const char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
@@ -82,19 +91,51 @@ bool reserved_member(const std::string& key) {
   return key == "seq" || key == "meter" || key == "type" || key == "ts";
 }
 
-}  // namespace
+// Appends `value` as exactly `width` decimal digits.
+void put_digits(char* at, unsigned value, int width) {
+  for (int i = width - 1; i >= 0; --i) {
+    at[i] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  }
+}
 
-std::string iso8601_ms(std::int64_t ms) {
+void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_iso8601_ms(std::string& out, std::int64_t ms) {
   const std::int64_t days = floor_div(ms, 86'400'000);
-  const std::int64_t in_day = ms - days * 86'400'000;
+  const auto t = static_cast<unsigned>(ms - days * 86'400'000);  // 0 .. 86'399'999
   std::int64_t y;
   unsigned mo, d;
   civil_from_days(days, y, mo, d);
-  const auto t = static_cast<unsigned>(in_day);  // 0 .. 86'399'999
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", static_cast<long long>(y),
-                mo, d, t / 3'600'000u, t / 60'000u % 60u, t / 1000u % 60u, t % 1000u);
-  return buf;
+  if (y < 0 || y > 9999) {  // outside ISO 8601's four digits: the slow, general way
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ",
+                  static_cast<long long>(y), mo, d, t / 3'600'000u, t / 60'000u % 60u,
+                  t / 1000u % 60u, t % 1000u);
+    out += buf;
+    return;
+  }
+  char buf[25] = "0000-00-00T00:00:00.000Z";
+  put_digits(buf, static_cast<unsigned>(y), 4);
+  put_digits(buf + 5, mo, 2);
+  put_digits(buf + 8, d, 2);
+  put_digits(buf + 11, t / 3'600'000u, 2);
+  put_digits(buf + 14, t / 60'000u % 60u, 2);
+  put_digits(buf + 17, t / 1000u % 60u, 2);
+  put_digits(buf + 20, t % 1000u, 3);
+  out.append(buf, 24);
+}
+
+}  // namespace
+
+std::string iso8601_ms(std::int64_t ms) {
+  std::string out;
+  append_iso8601_ms(out, ms);
+  return out;
 }
 
 std::string readings_payload(const std::string& gateway, std::uint64_t batch,
@@ -104,14 +145,14 @@ std::string readings_payload(const std::string& gateway, std::uint64_t batch,
   out += "{\"gateway\":";
   append_escaped(out, gateway);
   out += ",\"batch\":";
-  out += std::to_string(batch);
+  append_int(out, static_cast<std::int64_t>(batch));
   out += ",\"readings\":[";
   bool first = true;
   for (const auto& r : readings) {
     if (!first) out += ',';
     first = false;
     out += "{\"seq\":";
-    out += std::to_string(r.seq);
+    append_int(out, r.seq);
     out += ",\"meter\":";
     append_escaped(out, r.meter);
     out += ",\"quantity\":";
@@ -122,14 +163,14 @@ std::string readings_payload(const std::string& gateway, std::uint64_t batch,
     append_escaped(out, r.unit);
     out += ",\"ts\":\"";
     // Frozen data carries the freeze time as ts and the acquisition time apart.
-    out += iso8601_ms(r.frozen.empty() || !r.freeze_ts_ms ? r.ts_ms : *r.freeze_ts_ms);
+    append_iso8601_ms(out, r.frozen.empty() || !r.freeze_ts_ms ? r.ts_ms : *r.freeze_ts_ms);
     out += '"';
     if (!r.frozen.empty()) {
       out += ",\"frozen\":";
       append_escaped(out, r.frozen);
       if (r.freeze_ts_ms) {
         out += ",\"read_ts\":\"";
-        out += iso8601_ms(r.ts_ms);
+        append_iso8601_ms(out, r.ts_ms);
         out += '"';
       }
     }
@@ -204,6 +245,7 @@ void Uplink::on_connected(std::int64_t now_ms) {
 }
 
 void Uplink::on_disconnected(std::int64_t) {
+  flush_acks();  // what the broker acknowledged before the link went is delivered
   if (counters_.connected_since_ms) ++counters_.disconnects;
   counters_.connected_since_ms.reset();
   inflight_.clear();
@@ -225,23 +267,20 @@ void Uplink::on_published(int mid, int reason, std::int64_t now_ms) {
     return;
   }
   counters_.last_puback_ms = now_ms;
-  auto res = store_.ack(seqs);
-  if (res) {
-    counters_.acked_rows += *res;
-  } else {
-    ++counters_.ack_failures;
-    ack_retry_.insert(ack_retry_.end(), seqs.begin(), seqs.end());
-  }
+  // Deleted at the next pump, together with every PUBACK that came meanwhile:
+  // one buffer transaction for a burst of acknowledgements.
+  acks_pending_.insert(acks_pending_.end(), seqs.begin(), seqs.end());
 }
 
-void Uplink::retry_acks() {
-  if (ack_retry_.empty()) return;
-  if (auto res = store_.ack(ack_retry_)) {
+bool Uplink::flush_acks() {
+  if (acks_pending_.empty()) return true;
+  if (auto res = store_.ack(acks_pending_)) {
     counters_.acked_rows += *res;
-    ack_retry_.clear();
-  } else {
-    ++counters_.ack_failures;
+    acks_pending_.clear();
+    return true;
   }
+  ++counters_.ack_failures;
+  return false;
 }
 
 void Uplink::notify_appended(std::int64_t now_ms) {
@@ -249,11 +288,11 @@ void Uplink::notify_appended(std::int64_t now_ms) {
 }
 
 std::optional<std::int64_t> Uplink::pump(std::int64_t now_ms) {
-  retry_acks();
-  if (!link_.connected()) return std::nullopt;
+  const bool acked = flush_acks();
+  if (!link_.connected()) return acked ? std::nullopt : std::optional(now_ms + retry_later_ms);
   if (hold_until_ms_ && now_ms < *hold_until_ms_) return hold_until_ms_;
   hold_until_ms_.reset();
-  if (!ack_retry_.empty()) return now_ms + retry_later_ms;  // the buffer refuses writes
+  if (!acked) return now_ms + retry_later_ms;  // the buffer refuses writes: try again later
 
   const bool capped = settings_.drain_max_per_s > 0;
   const double cap = settings_.drain_max_per_s;

@@ -92,7 +92,11 @@ class Uplink {
   // The link is down: everything in flight goes back to unsent.
   void on_disconnected(std::int64_t now_ms);
   // A PUBACK (or a QoS 0 write) for `mid`; reason >= 0x80: refused, requeue.
+  // The rows are deleted from the buffer at the next pump() (or flush_acks()),
+  // with every other PUBACK that arrived meanwhile, in one transaction.
   void on_published(int mid, int reason, std::int64_t now_ms);
+  // Deletes the acknowledged rows now; false if the buffer refused (kept, retried).
+  bool flush_acks();
 
   // Rows were appended to the buffer (starts the linger clock).
   void notify_appended(std::int64_t now_ms);
@@ -121,14 +125,12 @@ class Uplink {
   static std::string offline_payload();
 
  private:
-  void retry_acks();
-
   UplinkSettings settings_;
   buffer::Store& store_;
   UplinkLink& link_;
   UplinkCounters counters_;
   std::map<int, std::vector<std::int64_t>> inflight_;  // mid -> seqs
-  std::vector<std::int64_t> ack_retry_;                // acked by the broker, not yet deleted
+  std::vector<std::int64_t> acks_pending_;             // acked by the broker, not yet deleted
   std::optional<std::int64_t> pending_since_ms_;       // a partial batch has waited since
   std::optional<std::int64_t> hold_until_ms_;          // after a refused PUBACK
   double tokens_ = 0;                                  // drain rate bucket
