@@ -444,3 +444,45 @@ TEST_CASE("TLS with client certificates: meterd connects; a client without a cer
   plain.timeout = 3s;
   CHECK_THROWS(HeadEnd(plain));
 }
+
+// Catches: password_file read but not sent (or sent with its newline), a
+// username without the password, a refused CONNACK that is not reported.
+TEST_CASE("username and password_file: the right password connects, a wrong one is refused") {
+  TempDir auth;
+  const auto passwords = auth.path / "passwd";
+  const auto r = run_program("/usr/bin/mosquitto_passwd",
+                             {"-b", "-c", passwords.string(), "gw-sim", "s3cret pass"});
+  REQUIRE_MESSAGE(r.status == 0, r.output);
+  BrokerOptions bo;
+  bo.allow_anonymous = false;
+  bo.extra_config = "password_file " + passwords.string() + "\n";
+  Broker broker(bo);
+  std::ofstream(auth.path / "good") << "s3cret pass\n";  // a trailing newline, as editors leave
+  std::ofstream(auth.path / "bad") << "guess\n";
+  Rig rig(fleet, {}, "2s", [&](std::string t) {
+    t = with_mqtt(std::move(t), broker.port());
+    return std::regex_replace(t, std::regex("\\[mqtt\\]\n"),
+                              "[mqtt]\nusername = \"gw-sim\"\npassword_file = \"" +
+                                  (auth.path / "bad").string() + "\"\n");
+  });
+  rig.start();
+  REQUIRE(eventually(
+      [&] { return rig.meterd->log_text().find("mqtt: cannot connect") != std::string::npos; },
+      20s));
+  CHECK(rig.meterd->log_text().find("mqtt: connected") == std::string::npos);
+  CHECK(rig.meterd->proc->stop(SIGTERM, 10s) == 0);
+
+  // The right password; the head-end logs in with it too.
+  std::string text;
+  {
+    std::ifstream in(rig.config);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(rig.config) << std::regex_replace(text, std::regex("/bad\""), "/good\"");
+  rig.start();
+  REQUIRE_MESSAGE(
+      eventually(
+          [&] { return rig.meterd->log_text().find("mqtt: connected") != std::string::npos; }, 20s),
+      rig.meterd->log_text() << broker.log());
+  CHECK(rig.meterd->proc->stop(SIGTERM, 10s) == 0);
+}
