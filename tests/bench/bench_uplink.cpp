@@ -1063,7 +1063,7 @@ int run_bench(const Options& o, const fs::path& dir) {
               percentile(pooled_linger, 50), percentile(pooled_linger, 99));
   std::printf("  %-44s %9.1f %9.1f\n", "  of which publish -> PUBACK (the link)",
               percentile(pooled_link, 50), percentile(pooled_link, 99));
-  std::printf("  %-44s %9.1f %9.1f\n", "append -> row deleted (PUBACK + ack, fsync)",
+  std::printf("  %-44s %9.1f %9.1f\n", "append -> row deleted (PUBACK + ack)",
               percentile(pooled_deleted, 50), percentile(pooled_deleted, 99));
   std::printf("  %.1f readings a publish (%llu rows in %llu publishes)\n",
               publishes ? static_cast<double>(rows) / static_cast<double>(publishes) : 0.0,
