@@ -212,6 +212,9 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
       else
         m.reconnect_max = *d;
     }
+    if (!m.password_file.empty() && m.username.empty())
+      L.error(line_of(*t->get("password_file")), "mqtt.password_file",
+              "needs mqtt.username (MQTT sends a password only with a user name)");
     if (m.reconnect_max < m.reconnect_min)
       L.error(line_of(*t), "mqtt.reconnect_max", "must not be below reconnect_min");
     if (auto v = L.integer(s, "port", 1, 65535)) m.port = static_cast<std::uint16_t>(*v);

@@ -251,15 +251,14 @@ void Daemon::handle(PollResult r) {
     if (t.went_offline) {
       const unsigned n = timing ? timing->failures : config_.polling.offline_after;
       spdlog::warn("meter {}: offline after {} failed reads: {}", r.meter, n, r.detail);
-      nlohmann::json payload{
-          {"type", "meter.offline"}, {"meter", r.meter}, {"failures", n}, {"reason", r.detail}};
+      // type and meter are the event's own columns (the envelope), not payload members.
+      nlohmann::json payload{{"failures", n}, {"reason", r.detail}};
       if (timing && timing->last_success_ms) payload["last_success_ms"] = *timing->last_success_ms;
       batch.events.push_back({0, r.meter, "meter.offline", now, payload.dump()});
     }
     if (t.went_online) {
       spdlog::info("meter {}: online again", r.meter);
-      nlohmann::json payload{{"type", "meter.online"}, {"meter", r.meter}};
-      batch.events.push_back({0, r.meter, "meter.online", now, payload.dump()});
+      batch.events.push_back({0, r.meter, "meter.online", now, "{}"});
     }
     arm_timer();  // it may be due again at once
   }
@@ -322,7 +321,13 @@ void Daemon::reload(Config next) {
     spdlog::info("reload: [mqtt] or the command key changed: restarting the uplink");
     stop_uplink();
     guard_.reset();
-    start_uplink();
+    try {
+      start_uplink();
+    } catch (const std::exception& e) {
+      // The polling carries on; the uplink stays off until a reload that works.
+      stop_uplink();
+      spdlog::error("reload: the uplink cannot start: {}; readings stay in the buffer", e.what());
+    }
   }
   spdlog::info("reload: {} buses, {} meters", config_.buses.size(), config_.meters.size());
   arm_timer();
@@ -401,6 +406,20 @@ void Daemon::log_summary() {
           name, new_missed, period_ms / 1000);
     bus.missed_reported = missed;
     p = {};
+  }
+  if (uplink_ && store_) {
+    const UplinkCounters& u = uplink_->counters();
+    std::string backlog = "?";
+    if (auto st = store_->stats()) {
+      backlog = std::to_string(st->readings + st->events) + " rows";
+      if (st->oldest_unsent_ts_ms)
+        backlog += ", oldest " + std::to_string((now - *st->oldest_unsent_ts_ms) / 1000) + " s old";
+    }
+    spdlog::info(
+        "uplink: {}, publishes {}, rows acked {}, requeued {}, refused {}, disconnects {}, "
+        "backlog {}",
+        mqtt_ && mqtt_->connected() ? "connected" : "down (" + mqtt_->last_error() + ")",
+        u.publishes, u.acked_rows, u.requeued_rows, u.refused, u.disconnects, backlog);
   }
   summary_started_ms_ = now;
 }

@@ -98,8 +98,11 @@ void Daemon::on_command(drivers::MqttMessage m) {
     // Remember the id durably before acting on it: a crash after the act
     // must not let the same command through again.
     if (guard.to_state() != before || guard.size() != remembered) {
-      if (auto r = store_->put_state(replay_guard_owner, "cmd.replay_guard", guard.to_state());
-          !r) {
+      auto r = store_->put_state(replay_guard_owner, "cmd.replay_guard", guard.to_state());
+      // With sync = normal a commit is durable only at the next checkpoint: force one, so a
+      // power cut cannot roll back an id the meter already acted on.
+      if (r && config_.buffer.sync == "normal") r = store_->checkpoint();
+      if (!r) {
         guard_ = ReplayGuard::from_state(before);
         refuse(c, "busy", "cannot record the command id: " + r.error().message, m);
         return;

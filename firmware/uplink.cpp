@@ -306,9 +306,21 @@ std::optional<std::int64_t> Uplink::pump(std::int64_t now_ms) {
             std::min(cap, tokens_ + cap * static_cast<double>(now_ms - *tokens_at_ms_) / 1000.0);
       }
       tokens_at_ms_ = now_ms;
-      if (tokens_ < 1.0) {
-        const auto wait = static_cast<std::int64_t>((1.0 - tokens_) * 1000.0 / cap) + 1;
-        return now_ms + wait;
+      // Wait for a whole batch's worth of budget (or a second's, if the cap is
+      // smaller), so a capped drain sends full batches rather than a row a publish.
+      const double need = std::min<double>(settings_.batch_max, cap);
+      if (tokens_ < need) {
+        // A backlog smaller than the budget already there goes at once.
+        auto small = store_.next_unsent(static_cast<std::size_t>(need));
+        if (!small) return now_ms + retry_later_ms;
+        if (small->empty()) {
+          pending_since_ms_.reset();
+          return std::nullopt;
+        }
+        if (static_cast<double>(small->size()) > tokens_) {
+          const double want = std::min<double>(need, static_cast<double>(small->size()));
+          return now_ms + static_cast<std::int64_t>((want - tokens_) * 1000.0 / cap) + 1;
+        }
       }
       limit = std::min<std::size_t>(limit, static_cast<std::size_t>(tokens_));
     }

@@ -288,6 +288,9 @@ TEST_CASE("the drain cap bounds rows per second") {
     for (const auto& b : link.on("/readings")) {
       up.on_published(b.mid, 0, now);
       rows += seqs_of(b).size();
+      // Whole batches of a second's budget, never a row a publish (a bucket drained one
+      // token at a time would send 100 publishes of one reading each).
+      CHECK(seqs_of(b).size() == 100);
     }
     link.sent.clear();
     // Never more than a second's burst plus the rate since the start.

@@ -233,7 +233,8 @@ TEST_CASE("readings reach the head-end exactly as the meters said, in the contra
   bool ordered = true;
   for (const auto& m : head.messages()) {
     if (m.topic != prefix + "/readings") continue;
-    for (const auto& r : nlohmann::json::parse(m.payload)["readings"]) {
+    const auto batch = nlohmann::json::parse(m.payload);  // outlives the loop over its rows
+    for (const auto& r : batch["readings"]) {
       if (r["seq"].get<std::int64_t>() <= last) ordered = false;
       last = r["seq"];
     }
