@@ -6,7 +6,11 @@ Reads the gateway's MQTT topics (docs/contracts.md "MQTT") through
 per meter: its latest energy, power and voltage exactly as the payload
 spelt them, the age of its latest reading, and how many readings and
 duplicate seqs arrived; above them the gateway's retained status and its
-latest health message; below them the seq accounting of the contract:
+latest health message (buffer depth, oldest unsent age, meters online and
+offline, the uplink's publishes and acknowledged rows, the buses' errors);
+below them the latest events and command results (<prefix>/cmd/result; the
+commands themselves, <prefix>/cmd/<verb>, are ignored) and the seq
+accounting of the contract:
 
   * a duplicate is a seq that arrives again (delivery is at least once);
   * a gap is a seq below the highest seen that has not arrived and that no
@@ -126,6 +130,7 @@ class HeadEnd:
         self.malformed = 0
         self.last_malformed = ""
         self.recent_events = []
+        self.recent_results = []  # <prefix>/cmd/result: "id ok" or "id code"
         self.status = None
         self.status_at = None
         self.health = None
@@ -195,6 +200,8 @@ class HeadEnd:
         if not topic.startswith(self.prefix + "/"):
             return self._bad(line, "foreign topic")
         sub = topic[len(self.prefix) + 1 :]
+        if sub.startswith("cmd/") and sub != "cmd/result":
+            return  # a command to the gateway (the head-end's own message), not its output
         try:
             msg = parse_json(payload)
         except ValueError:
@@ -210,6 +217,12 @@ class HeadEnd:
                 self.status, self.status_at = msg, now
             elif sub == "health":
                 self.health, self.health_at = msg, now
+            elif sub == "cmd/result":
+                err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
+                self.recent_results.append(
+                    f"{msg.get('id') or '(no id)'} " + ("ok" if msg.get("ok") is True
+                                                       else str(err.get("code", "error"))))
+                del self.recent_results[:-3]
         except (KeyError, TypeError, ValueError) as e:
             self._bad(line, f"{sub}: {type(e).__name__} {e}")
 
@@ -327,14 +340,14 @@ def render(he, now, link, width, height):
     head = [f"meterd head-end view  {he.prefix}  ({link})  {clock}"]
     st = he.status
     if st is None:
-        head.append("uplink: no status yet (retained <prefix>/status)")
+        head.append("status: none yet (retained <prefix>/status)")
     else:
-        head.append(f"uplink: {st.get('state', '?')}  version {st.get('version', '?')}  "
+        head.append(f"status: {st.get('state', '?')}  version {st.get('version', '?')}  "
                     f"started {st.get('started', '?')}")
     if he.health is None:
         head.append("health: none yet")
     else:
-        head.append(f"health ({fmt_age(now - he.health_at)} ago): " + flatten(he.health))
+        head += health_lines(he.health, fmt_age(now - he.health_at))
     head.append("")
     gaps, pend = he.gaps(now), he.pending(now)
     foot = [
@@ -348,6 +361,8 @@ def render(he, now, link, width, height):
     ]
     if he.recent_events:
         foot.append("events: " + "; ".join(he.recent_events))
+    if he.recent_results:
+        foot.append("command results: " + "; ".join(he.recent_results))
     if he.malformed:
         foot.append(f"malformed {he.malformed}: {he.last_malformed}")
     rows = [meter_line(he.rows[m], now) for m in sorted(he.rows)]
@@ -365,6 +380,59 @@ def render(he, now, link, width, height):
         rows = rows[: room - 1] + [f"... {hidden} more rows (a taller terminal shows them)"]
     lines = head + [table_head] + rows + foot
     return [l[:width] for l in lines[:height]]
+
+
+def health_lines(h, age):
+    """The gateway's <prefix>/health message (firmware/daemon_uplink.cpp Daemon::health())
+    as two lines: buffer depth, oldest unsent age and meters online/offline, then the
+    uplink's and the buses' counters. A message of another shape is shown flattened."""
+    try:
+        return health_summary(h, age)
+    except (AttributeError, TypeError, ValueError):
+        return [f"health ({age} ago): " + flatten(h)]
+
+
+def health_summary(h, age):
+    buf, meters, up, buses = (h.get(k) for k in ("buffer", "meters", "uplink", "buses"))
+    if not any(isinstance(x, dict) for x in (buf, meters, up)):
+        raise ValueError("not meterd's health message")
+
+    def get(d, key):
+        return "?" if d.get(key) is None else d[key]
+
+    first, second = [], []
+    if isinstance(buf, dict):
+        rows, events = get(buf, "readings"), get(buf, "events")
+        depth = "?" if "?" in (rows, events) else int(str(rows)) + int(str(events))
+        oldest = buf.get("oldest_unsent_age_s")
+        first.append(f"buffer depth {depth} ({rows} readings, {events} events, "
+                     f"{get(buf, 'inflight')} in flight), oldest unsent "
+                     + ("-" if oldest is None else fmt_age(int(str(oldest)))))
+    if isinstance(meters, dict):
+        text = f"meters {get(meters, 'online')} online, {get(meters, 'offline')} offline"
+        ids = meters.get("offline_ids") or []
+        if ids:
+            text += " (" + " ".join(str(i) for i in ids[:6]) + (" ..." if len(ids) > 6 else "") + ")"
+        if str(meters.get("unknown", "0")) != "0":
+            text += f", {meters['unknown']} not read yet"
+        first.append(text)
+    if isinstance(up, dict):
+        state = "connected" if up.get("connected") else "disconnected"
+        text = (f"uplink {state}: publishes {get(up, 'publishes')}, "
+                f"acked rows {get(up, 'acked_rows')}, requeued {get(up, 'requeued_rows')}")
+        if str(up.get("connects", "1")) not in ("0", "1"):
+            text += f", connects {up['connects']}"
+        second.append(text)
+    if isinstance(buses, dict) and buses:
+        on = sum(1 for b in buses.values() if b.get("up"))
+        total = {k: sum(int(str(b.get(k, 0))) for b in buses.values())
+                 for k in ("timeouts", "bad_frames", "missed_slots")}
+        second.append(f"buses {on}/{len(buses)} up: timeouts {total['timeouts']}, "
+                      f"bad frames {total['bad_frames']}, missed slots {total['missed_slots']}")
+    lines = [f"health ({age} ago): " + "; ".join(first or second)]
+    if first and second:
+        lines.append("  " + "; ".join(second))
+    return lines
 
 
 def flatten(obj, prefix=""):
@@ -633,6 +701,26 @@ def selftest():
             f'"value":1.5,"unit":"kWh","ts":"2026-12-01T00:00:00.000Z","frozen":"daily"}}]}}', 0)
     check(he.malformed == 3 and he.readings == 1 and "energy" not in he.rows["m01"].latest, "malformed")
     check(he.ok(0), "one meter, some reading, no gaps")
+
+    # The health message as meterd sends it; commands ignored, their results shown.
+    he = HeadEnd(P, ["m01"], first_seq=1, grace=0)
+    he.feed(f'{P}/health {{"buffer":{{"db_bytes":102400,"events":1,"evicted_events":0,'
+            f'"evicted_readings":0,"inflight":2,"oldest_unsent_age_s":75,"readings":40}},'
+            f'"buses":{{"rs485-1":{{"up":true,"timeouts":3,"bad_frames":1,"missed_slots":0}},'
+            f'"rs485-2":{{"up":false,"timeouts":0,"bad_frames":0,"missed_slots":2}}}},'
+            f'"gateway":"gw","meters":{{"offline":1,"offline_ids":["m05"],"online":30,"total":32,'
+            f'"unknown":1}},"uplink":{{"acked_rows":3285,"connected":true,"connects":2,'
+            f'"publishes":105,"requeued_rows":7}}}}', 0)
+    lines = health_lines(he.health, "3s")
+    check(lines[0] == "health (3s ago): buffer depth 41 (40 readings, 1 events, 2 in flight), "
+          "oldest unsent 1m15s; meters 30 online, 1 offline (m05), 1 not read yet", lines[0])
+    check(lines[1] == "  uplink connected: publishes 105, acked rows 3285, requeued 7, connects 2; "
+          "buses 1/2 up: timeouts 3, bad frames 1, missed slots 2", lines[1])
+    check(health_lines({"a": Num("1")}, "3s") == ["health (3s ago): a=1"], "other health flattened")
+    he.feed(f'{P}/cmd/read {{"id":"x-2","meter":"m01",}}', 0)  # the head-end's own, malformed
+    he.feed(f'{P}/cmd/result {{"id":"x-1","ok":false,"error":{{"code":"disabled","message":"off"}}}}', 0)
+    he.feed(f'{P}/cmd/result {{"id":"r-1","ok":true,"result":{{}}}}', 0)
+    check(he.malformed == 0 and he.recent_results == ["x-1 disabled", "r-1 ok"], "command results")
 
     # Rendering fits the screen and never wraps.
     he = HeadEnd(P, [f"m{i:02d}" for i in range(1, 33)], first_seq=1)
