@@ -212,9 +212,6 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
       else
         m.reconnect_max = *d;
     }
-    if (!m.password_file.empty() && m.username.empty())
-      L.error(line_of(*t->get("password_file")), "mqtt.password_file",
-              "needs mqtt.username (MQTT sends a password only with a user name)");
     if (m.reconnect_max < m.reconnect_min)
       L.error(line_of(*t), "mqtt.reconnect_max", "must not be below reconnect_min");
     if (auto v = L.integer(s, "port", 1, 65535)) m.port = static_cast<std::uint16_t>(*v);
@@ -231,6 +228,9 @@ void load_mqtt(Loader& L, const toml::table& root, const GatewayConfig& g, MqttC
     if (auto v = L.integer(s, "inflight_max", 1, 1000)) m.inflight_max = static_cast<unsigned>(*v);
     if (auto v = L.string(s, "username")) m.username = *v;
     if (auto v = L.string(s, "password_file")) m.password_file = *v;
+    if (!m.password_file.empty() && m.username.empty())
+      L.error(line_of(*t->get("password_file")), "mqtt.password_file",
+              "needs mqtt.username (MQTT sends a password only with a user name)");
     if (const toml::table* tls = L.table(*t, "mqtt", "tls")) {
       const Scope ts{*tls, "mqtt.tls", line_of(*tls)};
       L.check_keys(ts, {"ca_file", "cert_file", "key_file"});

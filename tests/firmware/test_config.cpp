@@ -477,6 +477,17 @@ profile = "dlt645-basic"
               "meterd.toml:18: mqtt.port: expected an integer, got a string");
     check_one(base + m1_rest + "[mqtt]\nport = 70000\n",
               "meterd.toml:18: mqtt.port: must be 1..65535, got 70000");
+    // A password without a user name would be silently dropped by the MQTT client.
+    check_one(base + m1_rest + "[mqtt]\npassword_file = \"/p\"\n",
+              "meterd.toml:18: mqtt.password_file: needs mqtt.username (MQTT sends a password "
+              "only with a user name)");
+    check_one(base + m1_rest + "[mqtt]\nprotocol = \"4\"\n",
+              "meterd.toml:18: mqtt.protocol: must be \"auto\", \"5\" or \"3.1.1\", got \"4\"");
+    check_one(base + m1_rest + "[mqtt]\nkeepalive = \"2s\"\n",
+              "meterd.toml:18: mqtt.keepalive: must be whole seconds from 5s to 3600s");
+    check_one(base + m1_rest + "[commands]\noperator = \"xyz\"\n",
+              "meterd.toml:18: commands.operator: must be 8 hex digits (DL/T 645 operator code), "
+              "got \"xyz\"");
     check_one(base + m1_rest + "[buffer]\nmax_readings = 0\n",
               "meterd.toml:18: buffer.max_readings: must be 1..1000000000, got 0");
     check_one(base + m1_rest + "[buffer]\nsync = \"off\"\n",
