@@ -277,7 +277,7 @@ void Daemon::store(buffer::Batch batch) {
     auto res = store_->append(batch);
     if (res) {
       if (uplink_) {
-        uplink_->notify_appended(now_ms_());
+        uplink_->notify_appended(now_ms_(), batch.readings.size() + batch.events.size());
         kick_uplink();
       }
       return;

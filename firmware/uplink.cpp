@@ -283,8 +283,14 @@ bool Uplink::flush_acks() {
   return false;
 }
 
-void Uplink::notify_appended(std::int64_t now_ms) {
+void Uplink::notify_appended(std::int64_t now_ms, std::size_t rows) {
   if (!pending_since_ms_) pending_since_ms_ = now_ms;
+  // Rows read while the link is up bring their own budget: the cap holds back a
+  // backlog, never the gateway's live production.
+  if (settings_.drain_max_per_s > 0 && link_.connected()) {
+    const double cap = settings_.drain_max_per_s;
+    tokens_ = std::min(tokens_ + static_cast<double>(rows), cap + 2.0 * settings_.batch_max);
+  }
 }
 
 std::optional<std::int64_t> Uplink::pump(std::int64_t now_ms) {
@@ -300,8 +306,9 @@ std::optional<std::int64_t> Uplink::pump(std::int64_t now_ms) {
     std::size_t limit = settings_.batch_max;
     if (capped) {
       if (!tokens_at_ms_) {
-        tokens_ = cap;  // one second of burst to start with
-      } else if (now_ms > *tokens_at_ms_) {
+        tokens_ = std::max(tokens_, cap);  // one second of burst to start with
+      } else if (now_ms > *tokens_at_ms_ && tokens_ < cap) {
+        // Time refills up to one second's worth; live rows may have added more.
         tokens_ =
             std::min(cap, tokens_ + cap * static_cast<double>(now_ms - *tokens_at_ms_) / 1000.0);
       }
@@ -354,9 +361,10 @@ std::optional<std::int64_t> Uplink::pump(std::int64_t now_ms) {
       return std::nullopt;
     }
     if (!unsent->events.empty()) continue;  // appended since: next round sends them first
-    // A partial batch waits for the rest of its round, up to linger_ms from when
-    // the uplink first saw it; a batch cut short by the rate cap does not wait.
-    if (unsent->readings.size() < settings_.batch_max && limit == settings_.batch_max) {
+    // A partial batch (fewer rows than may go now) waits for the rest of its
+    // round, up to linger_ms from when the uplink first saw it; a batch cut
+    // short by the budget goes at once.
+    if (unsent->readings.size() < limit) {
       if (!pending_since_ms_) pending_since_ms_ = now_ms;
       const std::int64_t due = *pending_since_ms_ + settings_.linger_ms;
       if (now_ms < due) return due;

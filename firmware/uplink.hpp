@@ -14,9 +14,11 @@
 // - A partial batch (fewer than batch_max readings) waits up to linger_ms
 //   from the moment the uplink first saw it, so a round of meter reads
 //   travels together; a full batch goes at once.
-// - A backlog drains no faster than drain_max_per_s rows per second (token
-//   bucket, one second of burst), so gateways coming back together do not
-//   flatten the head-end. 0 = no cap.
+// - A backlog drains no faster than drain_max_per_s rows per second above the
+//   gateway's live production (token bucket: time refills one second's worth,
+//   each row appended while connected adds one), so gateways coming back
+//   together do not flatten the head-end, and live rows are never held back.
+//   A capped publish waits for min(batch_max, cap) rows of budget. 0 = no cap.
 #pragma once
 
 #include <cstdint>
@@ -98,8 +100,10 @@ class Uplink {
   // Deletes the acknowledged rows now; false if the buffer refused (kept, retried).
   bool flush_acks();
 
-  // Rows were appended to the buffer (starts the linger clock).
-  void notify_appended(std::int64_t now_ms);
+  // `rows` were appended to the buffer: starts the linger clock and, while
+  // connected, adds their budget to the drain cap (live rows are never held
+  // back by the cap; only a backlog is).
+  void notify_appended(std::int64_t now_ms, std::size_t rows);
   // Publishes whatever may go now. Returns when it wants to be called again
   // (linger or rate cap pending), or nullopt when it waits for an event
   // (append, PUBACK, connect).

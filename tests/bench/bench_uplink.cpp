@@ -780,7 +780,7 @@ LatencyRun latency_run(std::uint16_t port, const fs::path& db, std::uint64_t row
       const auto t = Clock::now();
       for (auto seq = r->first_seq; seq <= r->last_seq; ++seq) appended[seq] = t;
       stored += b.readings.size();
-      uplink->notify_appended(wall_ms());
+      uplink->notify_appended(wall_ms(), b.readings.size());
       driver.kick();
       if (made < appends) {
         pacer.expires_at(start + static_cast<int>(made) * pace);

@@ -174,7 +174,7 @@ TEST_CASE("batches in seq order; a partial batch lingers; rows go only on PUBACK
   CHECK(link.on("/status")[0].retain);
   CHECK(nlohmann::json::parse(link.on("/status")[0].payload)["state"] == "online");
 
-  up.notify_appended(0);
+  up.notify_appended(0, 1200);
   const auto wake = up.pump(0);
   // Two full batches at once; the last 200 wait for the rest of their round.
   auto batches = link.on("/readings");
@@ -333,4 +333,42 @@ TEST_CASE("a publish the client refuses marks nothing in flight") {
   link.refuse = false;
   up.pump(1000);
   CHECK(link.on("/readings").size() == 1);
+}
+
+// Catches: a cap that throttles the gateway's own production (a fleet that reads more than
+// drain_max_per_s values a second would fall behind for ever), and a capped uplink that
+// stops lingering and sends every meter's round on its own.
+TEST_CASE("the drain cap holds back a backlog, never the live rows; partial batches linger") {
+  auto store = memory_store();
+  FakeLink link;
+  Uplink up(settings(500, 32, 10), store, link);  // 10 rows/s: far below production
+  up.on_connected(0);
+  std::size_t appended = 0, delivered = 0;
+  for (std::int64_t now = 0; now < 10'000; now += 100) {
+    add_readings(store, 5);  // 50 rows/s
+    appended += 5;
+    up.notify_appended(now, 5);
+    up.pump(now);
+    for (const auto& b : link.on("/readings")) {
+      up.on_published(b.mid, 0, now);
+      delivered += seqs_of(b).size();
+    }
+    link.sent.clear();
+  }
+  up.pump(10'300);
+  for (const auto& b : link.on("/readings")) delivered += seqs_of(b).size();
+  CHECK(delivered == appended);  // every live row went out (a lingering round at most late)
+
+  // A round smaller than the budget waits out linger_ms, capped or not.
+  auto store2 = memory_store();
+  FakeLink link2;
+  Uplink up2(settings(500, 32, 200), store2, link2);
+  up2.on_connected(0);
+  add_readings(store2, 20);
+  up2.notify_appended(0, 20);
+  CHECK(up2.pump(0) == std::optional<std::int64_t>(200));
+  CHECK(link2.on("/readings").empty());
+  up2.pump(200);
+  REQUIRE(link2.on("/readings").size() == 1);
+  CHECK(seqs_of(link2.on("/readings")[0]).size() == 20);
 }
