@@ -7,34 +7,46 @@
 //   4. CPU per 1000 exchanges and resident memory, 32 and 1024 meters;
 //   5. CPU per value and memory against collectd's modbus plugin polling an
 //      identical fleet at the same interval, both at once.
+// Every meterd publishes (QoS 1) to a mosquitto of its own, read back by a
+// head-end subscriber there; what it read is counted from what the head-end
+// received (and what was still buffered at its stop). Broker and head-end
+// are other processes and threads: meterd's CPU and memory stay its own.
 // Prints figures and ratios; asserts none. Exit status 1 only when a
 // measurement produced no data at all (a broken harness, not a slow daemon).
 //
-//   bench_meterd [--seconds S] [--reps N] [--sections 12345] [--collectd PATH] [--smoke]
+//   bench_meterd [--seconds S] [--reps N] [--sections 12345] [--collectd PATH]
+//                [--no-uplink] [--mqtt-toml KEYS] [--smoke]
 //   --seconds: the measurement window of a saturated run (default 10; the
 //   CPU and memory runs of sections 4 and 5 measure over 3 × S).
+//   --no-uplink: meterd without an [mqtt] table (for comparison: the buffer keeps
+//   everything). --mqtt-toml: lines added to the [mqtt] table, e.g.
+//   'drain_max_per_s = 0'.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <modbus.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <time.h>
@@ -44,6 +56,7 @@
 #include "firmware/profiles.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/modbus_codec/registers.hpp"
+#include "tests/support/broker.hpp"
 #include "tests/support/meterd.hpp"
 #include "tests/support/system.hpp"
 
@@ -66,6 +79,8 @@ struct Options {
   bool smoke = false;
   std::string sections = "12345";
   std::string collectd = "/usr/sbin/collectd";
+  bool uplink = true;     // --no-uplink: meterd without [mqtt], as before the uplink
+  std::string mqtt_toml;  // --mqtt-toml: more keys for the [mqtt] table
   bool has(char s) const { return sections.find(s) != std::string::npos; }
   // Window of the CPU and memory runs (sections 4 and 5).
   double long_window() const { return smoke ? seconds : 3 * seconds; }
@@ -290,12 +305,14 @@ std::string toml_list(const std::vector<std::string>& v) {
 
 // The contract's keys (docs/contracts.md), as metersim --gateway-config
 // writes them, for the chosen buses of a fleet.
+// mqtt_table: the [mqtt] table ("": none, the uplink off).
 std::string meterd_config(const json& endpoints, const MeterdSetup& s, const fs::path& data_dir,
-                          const std::string& summary_interval) {
+                          const std::string& summary_interval, const std::string& mqtt_table) {
   std::ostringstream o;
   o << "[gateway]\nid = \"bench\"\ndata_dir = \"" << data_dir.string() << "\"\ncontrol_socket = \""
     << (data_dir / "meterd.sock").string() << "\"\n\n"
     << "[polling]\nsummary_interval = " << summary_interval << "\n";
+  o << mqtt_table;
   o << s.extra_toml;
   std::vector<const json*> buses;
   for (const auto& b : endpoints["buses"])
@@ -361,16 +378,38 @@ struct SummaryLine {
   std::uint64_t busy_ms = 0, period_ms = 0, missed = 0, missed_total = 0, queued = 0;
 };
 
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+// days_from_civil): no timezone, no C library.
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
 // "2026-12-01T02:06:39.412Z" → ms since the epoch (UTC); -1 if not a stamp.
-std::int64_t parse_stamp(const std::string& s) {
-  std::tm tm{};
-  int ms = 0;
-  if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+std::int64_t parse_stamp(std::string_view s) {
+  // YYYY-MM-DDTHH:MM:SS.mmmZ, fixed width, as meterd writes it.
+  if (s.size() < 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+      s[19] != '.' || s[23] != 'Z')
     return -1;
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<std::int64_t>(::timegm(&tm)) * 1000 + ms;
+  const auto num = [&](std::size_t at, std::size_t len) -> long {
+    long v = 0;
+    for (std::size_t i = at; i < at + len; ++i) {
+      if (s[i] < '0' || s[i] > '9') return -1;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  const long y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2),
+             sec = num(17, 2), ms = num(20, 3);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+      sec < 0 || sec > 60 || ms < 0)
+    return -1;
+  const std::int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
+  return ((days * 24 + h) * 60 + mi) * 60000 + sec * 1000 + ms;
 }
 
 // Daemon::log_summary's line (firmware/daemon.cpp):
@@ -410,6 +449,173 @@ std::vector<SummaryLine> parse_summaries(const std::string& log) {
   for (std::string line; std::getline(in, line);)
     if (auto s = parse_summary(line)) out.push_back(*s);
   return out;
+}
+
+// ---- the head-end --------------------------------------------------------------------------
+
+// One reading as the head-end received it (or as the buffer still held it at the stop).
+struct Received {
+  std::int64_t seq = 0;
+  std::string meter;
+  std::int64_t ts_ms = 0;  // acquisition time ("read_ts" of frozen data, else "ts")
+};
+
+// What the head-end saw of one meterd, after meterd stopped.
+struct HeadEndTally {
+  std::uint64_t reading_publishes = 0, readings = 0, duplicates = 0;  // readings: distinct seqs
+  std::uint64_t events = 0, status_messages = 0, other_messages = 0, bad_payloads = 0;
+  std::string last_status;         // the last payload on <prefix>/status ("" when none came)
+  std::vector<Received> received;  // distinct seqs, ascending
+  std::set<std::int64_t> event_seqs;
+};
+
+// A head-end on libmosquitto (its own network thread), subscribed with QoS 1 to
+// meterd/bench/#. Lighter than tests/support/headend.hpp's HeadEnd, which keeps every
+// payload: each readings payload is parsed on arrival into (seq, meter, ts) records.
+class HeadEndTap {
+ public:
+  explicit HeadEndTap(std::uint16_t port, std::string filter = "meterd/bench/#")
+      : filter_(std::move(filter)) {
+    static std::once_flag once;
+    std::call_once(once, [] { mosquitto_lib_init(); });
+    static unsigned counter = 0;
+    const std::string id =
+        "bench-headend-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+    mosq_ = mosquitto_new(id.c_str(), true, this);
+    if (!mosq_) throw std::runtime_error("head-end: mosquitto_new failed");
+    mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(mosq_, &HeadEndTap::on_connect);
+    mosquitto_subscribe_v5_callback_set(mosq_, &HeadEndTap::on_subscribe);
+    mosquitto_message_v5_callback_set(mosq_, &HeadEndTap::on_message);
+    if (mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port, 60, nullptr, nullptr) != 0 ||
+        mosquitto_loop_start(mosq_) != 0) {
+      mosquitto_destroy(mosq_);
+      throw std::runtime_error("head-end: cannot connect to the broker");
+    }
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, 10s, [&] { return subscribed_; })) {
+      lock.unlock();
+      mosquitto_loop_stop(mosq_, true);
+      mosquitto_destroy(mosq_);
+      throw std::runtime_error("head-end: no SUBACK from the broker");
+    }
+  }
+  ~HeadEndTap() {
+    mosquitto_disconnect(mosq_);
+    mosquitto_loop_stop(mosq_, false);
+    mosquitto_destroy(mosq_);
+  }
+  HeadEndTap(const HeadEndTap&) = delete;
+  HeadEndTap& operator=(const HeadEndTap&) = delete;
+
+  // Waits (at most `timeout`) for meterd's offline status, published at its stop after
+  // everything else, then for nothing more to arrive for 300 ms.
+  void settle(std::chrono::milliseconds timeout = 5s) {
+    const auto until = Clock::now() + timeout;
+    std::unique_lock lock(mutex_);
+    changed_.wait_until(lock, until,
+                        [&] { return tally_.last_status.find("offline") != std::string::npos; });
+    for (std::uint64_t seen = messages_; Clock::now() < until; seen = messages_) {
+      changed_.wait_for(lock, 300ms, [&] { return messages_ != seen; });
+      if (messages_ == seen) break;
+    }
+  }
+
+  // The tally so far: distinct readings sorted by seq.
+  HeadEndTally tally() const {
+    std::lock_guard lock(mutex_);
+    HeadEndTally t = tally_;
+    t.received.clear();
+    t.received.reserve(by_seq_.size());
+    for (const auto& [seq, r] : by_seq_) t.received.push_back(r);
+    t.readings = by_seq_.size();
+    return t;
+  }
+
+ private:
+  static void on_connect(mosquitto* m, void* self_, int rc, int, const mosquitto_property*) {
+    if (rc == 0)
+      mosquitto_subscribe_v5(m, nullptr, static_cast<HeadEndTap*>(self_)->filter_.c_str(), 1, 0,
+                             nullptr);
+  }
+  static void on_subscribe(mosquitto*, void* self_, int, int, const int*,
+                           const mosquitto_property*) {
+    auto* self = static_cast<HeadEndTap*>(self_);
+    std::lock_guard lock(self->mutex_);
+    self->subscribed_ = true;
+    self->changed_.notify_all();
+  }
+  static bool ends_with(std::string_view s, std::string_view tail) {
+    return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+  }
+  static void on_message(mosquitto*, void* self_, const mosquitto_message* msg,
+                         const mosquitto_property*) {
+    auto* self = static_cast<HeadEndTap*>(self_);
+    const std::string_view topic(msg->topic);
+    const std::string_view payload(static_cast<const char*>(msg->payload),
+                                   static_cast<std::size_t>(msg->payloadlen));
+    std::vector<Received> got;
+    std::optional<std::int64_t> event_seq;
+    bool bad = false;
+    if (ends_with(topic, "/readings") || ends_with(topic, "/events")) {
+      // Parsed outside the lock: the network thread only waits on itself.
+      const json j = json::parse(payload, nullptr, false);
+      try {
+        if (ends_with(topic, "/events")) {
+          event_seq = j.at("seq").get<std::int64_t>();
+        } else {
+          for (const auto& x : j.at("readings")) {
+            Received r;
+            r.seq = x.at("seq").get<std::int64_t>();
+            r.meter = x.at("meter").get<std::string>();
+            r.ts_ms = parse_stamp(x.contains("read_ts") ? x["read_ts"].get<std::string>()
+                                                        : x.at("ts").get<std::string>());
+            got.push_back(std::move(r));
+          }
+        }
+      } catch (const std::exception&) {
+        bad = true;
+      }
+    }
+    std::lock_guard lock(self->mutex_);
+    HeadEndTally& t = self->tally_;
+    ++self->messages_;
+    if (bad) {
+      ++t.bad_payloads;
+    } else if (event_seq) {
+      ++t.events;
+      t.event_seqs.insert(*event_seq);
+    } else if (ends_with(topic, "/readings")) {
+      ++t.reading_publishes;
+      for (auto& r : got)
+        if (!self->by_seq_.emplace(r.seq, std::move(r)).second) ++t.duplicates;
+    } else if (ends_with(topic, "/status")) {
+      ++t.status_messages;
+      t.last_status.assign(payload);
+    } else {
+      ++t.other_messages;
+    }
+    self->changed_.notify_all();
+  }
+
+  std::string filter_;
+  mosquitto* mosq_ = nullptr;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  bool subscribed_ = false;
+  std::uint64_t messages_ = 0;
+  HeadEndTally tally_;
+  std::map<std::int64_t, Received> by_seq_;
+};
+
+// The broker each meterd publishes to: quiet (errors and warnings only), a window of 32
+// unacknowledged publishes as meterd's inflight_max, no queue limit for the head-end.
+BrokerOptions bench_broker_options() {
+  BrokerOptions o;
+  o.extra_config =
+      "log_type none\nlog_type error\nlog_type warning\nmax_inflight_messages 32\n"
+      "max_queued_messages 0\n";
+  return o;
 }
 
 // One bus over the measurement window: the sum of its summary lines after
@@ -462,8 +668,22 @@ struct MeterdResult {
   std::int64_t from_ms = 0, to_ms = 0;  // the window (first summary line .. the stop)
   std::map<std::string, BusWindow> buses;
   Usage usage;                        // over the window
-  std::uint64_t db_values = 0;        // readings stored with a time stamp in the window
+  std::uint64_t db_values = 0;        // readings read with a time stamp in the window
   std::vector<std::string> problems;  // warnings and errors from the log, first few
+  // The uplink: connected (meterd's log), what the head-end received, what the buffer
+  // still held at the stop, seqs in neither place.
+  struct Uplink {
+    bool connected = false;
+    unsigned connects = 0, disconnects = 0;
+    std::string stop_line;  // meterd's "mqtt: stopped; N rows wait in the buffer", if any
+    HeadEndTally headend;
+    std::uint64_t left_readings = 0, left_events = 0;  // in the buffer at the stop
+    std::uint64_t left_received = 0;                   // of those, received by the head-end too
+    std::uint64_t readings = 0;  // distinct readings: received or left in the buffer
+    std::int64_t first_seq = 0, last_seq = 0;
+    std::uint64_t missing = 0;  // seqs in first..last neither received nor left
+  } uplink;
+  bool uplink_on = true;
   BusWindow total() const {
     BusWindow t;
     for (const auto& [n, b] : buses) {
@@ -483,10 +703,17 @@ struct MeterdResult {
 class MeterdProc {
  public:
   MeterdProc(const json& endpoints, const MeterdSetup& setup, const Options& opt) : opt_(opt) {
+    std::string mqtt;
+    if (opt.uplink) {
+      broker_ = std::make_unique<Broker>(bench_broker_options());
+      headend_ = std::make_unique<HeadEndTap>(broker_->port());
+      mqtt = "\n[mqtt]\nhost = \"127.0.0.1\"\nport = " + std::to_string(broker_->port()) +
+             "\ntopic_prefix = \"meterd/bench\"\n" + opt.mqtt_toml + "\n";
+    }
     const auto data = dir_.path / "data";
     const std::string summary =
-        summary_interval_for(meterd_config(endpoints, setup, data, "@SUMMARY@"));
-    const std::string text = meterd_config(endpoints, setup, data, summary);
+        summary_interval_for(meterd_config(endpoints, setup, data, "@SUMMARY@", mqtt));
+    const std::string text = meterd_config(endpoints, setup, data, summary, mqtt);
     std::ofstream(dir_.path / "meterd.toml") << text;
     for (const auto& b : endpoints["buses"])
       if (setup.buses.empty() || std::find(setup.buses.begin(), setup.buses.end(),
@@ -534,6 +761,7 @@ class MeterdProc {
 
   MeterdResult finish() {
     MeterdResult r;
+    r.uplink_on = opt_.uplink;
     r.from_ms = from_ms_;
     if (probe_) r.usage = probe_->take();
     r.to_ms = wall_ms();
@@ -566,6 +794,17 @@ class MeterdProc {
       if (line.find(" warning ") != std::string::npos ||
           line.find(" error ") != std::string::npos || line.find(" critical ") != std::string::npos)
         r.problems.push_back(line);
+    std::istringstream again(log);
+    for (std::string line; std::getline(again, line);) {
+      if (line.find(" mqtt: connected to ") != std::string::npos) {
+        r.uplink.connected = true;
+        ++r.uplink.connects;
+      }
+      if (line.find(" mqtt: disconnected") != std::string::npos) ++r.uplink.disconnects;
+      if (line.find(" mqtt: stopped; ") != std::string::npos)
+        r.uplink.stop_line = line.substr(line.find("mqtt: "));
+    }
+    if (headend_) headend_->settle();
     read_buffer(r);
     return r;
   }
@@ -573,11 +812,37 @@ class MeterdProc {
   std::string log_file() const { return proc_->log.string(); }
 
  private:
-  // Groups the stored readings into meter reads (one buffer batch per read:
+  // Groups the readings meterd read into meter reads (one buffer batch per read:
   // consecutive seqs of one meter), each ending with its last value's time
-  // stamp, and finds each bus's exchange ends around its window's lines.
+  // stamp, and finds each bus's exchange ends around its window's lines. The
+  // readings are those the head-end received, and those still in the buffer
+  // at the stop (not yet published or acknowledged), by seq.
   void read_buffer(MeterdResult& r) {
-    const auto readings = proc_->readings();
+    auto& u = r.uplink;
+    if (headend_) u.headend = headend_->tally();
+    std::map<std::int64_t, Received> by_seq;
+    for (auto& x : u.headend.received) by_seq.emplace(x.seq, std::move(x));
+    u.headend.received.clear();
+    std::set<std::int64_t> seqs(u.headend.event_seqs.begin(), u.headend.event_seqs.end());
+    for (const auto& x : proc_->readings()) {
+      ++u.left_readings;
+      if (!by_seq.emplace(x.seq, Received{x.seq, x.meter, x.ts_ms}).second) ++u.left_received;
+    }
+    for (const auto& e : proc_->events()) {
+      ++u.left_events;
+      seqs.insert(e.seq);
+    }
+    std::vector<Received> readings;
+    readings.reserve(by_seq.size());
+    for (auto& [seq, x] : by_seq) {
+      seqs.insert(seq);
+      readings.push_back(std::move(x));
+    }
+    u.readings = readings.size();
+    if (!seqs.empty()) {
+      u.first_seq = *seqs.begin(), u.last_seq = *seqs.rbegin();
+      u.missing = static_cast<std::uint64_t>(u.last_seq - u.first_seq + 1) - seqs.size();
+    }
     struct Done {
       std::string bus;
       std::int64_t at = 0;
@@ -612,6 +877,10 @@ class MeterdProc {
 
   const Options& opt_;
   TempDir dir_;
+  // Destroyed after meterd (members go in reverse order): meterd's last publishes and its
+  // offline status reach them.
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<HeadEndTap> headend_;
   std::unique_ptr<Meterd> proc_;
   std::map<std::string, unsigned> bus_meters_;
   std::map<std::string, std::string> meter_bus_;
@@ -629,8 +898,41 @@ MeterdResult run_meterd(const Sim& sim, const MeterdSetup& setup, const Options&
   return p.finish();
 }
 
+// The uplink in a few words, for the figures' table.
+std::string uplink_note(const MeterdResult& r) {
+  const auto& u = r.uplink;
+  if (!r.uplink_on) return "uplink off (--no-uplink)";
+  return std::string(u.connected ? "uplink connected" : "uplink NOT CONNECTED") + ", " +
+         std::to_string(u.headend.reading_publishes) + " publishes, " +
+         std::to_string(u.left_readings) + " left in the buffer";
+}
+
+// meterd's warnings and errors, and what its uplink delivered.
 void print_problems(const MeterdResult& r) {
   for (const auto& p : r.problems) std::printf("    log: %s\n", p.c_str());
+  const auto& u = r.uplink;
+  const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+  if (!r.uplink_on) {
+    std::printf("    uplink: off (--no-uplink); %llu readings stored\n", n(u.readings));
+    return;
+  }
+  std::printf(
+      "    uplink: %s (%u connect%s, %u disconnect%s); the head-end received %llu readings in "
+      "%llu publishes (%llu duplicates), %llu events, status %s\n",
+      u.connected ? "connected" : "NOT CONNECTED", u.connects, u.connects == 1 ? "" : "s",
+      u.disconnects, u.disconnects == 1 ? "" : "s", n(u.headend.readings),
+      n(u.headend.reading_publishes), n(u.headend.duplicates), n(u.headend.events),
+      u.headend.last_status.empty() ? "none" : u.headend.last_status.c_str());
+  std::printf(
+      "    uplink: meterd stored %llu readings (seqs %lld..%lld, %llu in neither place): %llu "
+      "received, %llu still in the buffer at the stop (%llu of them received too), %llu "
+      "events left%s%s\n",
+      n(u.readings), static_cast<long long>(u.first_seq), static_cast<long long>(u.last_seq),
+      n(u.missing), n(u.headend.readings), n(u.left_readings), n(u.left_received), n(u.left_events),
+      u.stop_line.empty() ? "" : "; ", u.stop_line.c_str());
+  if (u.headend.bad_payloads)
+    std::printf("    uplink: %llu payloads the head-end could not parse\n",
+                n(u.headend.bad_payloads));
 }
 
 // ---- the bare libmodbus baseline ---------------------------------------------------------
@@ -1014,7 +1316,9 @@ bool section_resources(const Options& opt) {
       interval, window);
   std::printf(
       "   CPU: utime + stime over the window (/proc/PID/stat); memory at its end "
-      "(/proc/PID/status, smaps_rollup), MiB\n");
+      "(/proc/PID/status, smaps_rollup), MiB; meterd publishes every reading to a local "
+      "mosquitto (QoS 1, [mqtt] defaults), whose CPU and memory, and the head-end's, are "
+      "not meterd's\n");
   bool data = true;
   std::printf("   %-22s %9s %7s %9s %8s %7s %7s %7s %7s %7s %7s %7s\n", "", "exchanges", "CPU s",
               "CPU s/1k", "reads/s", "VmRSS", "VmHWM", "anon", "file", "Pss", "missed", "queued");
@@ -1047,6 +1351,9 @@ bool section_resources(const Options& opt) {
                verdict(mib(u.hwm_kib) < goal, "by " + fmt("%.1f", mib(u.hwm_kib) - goal) + " MiB"));
     figure("4. of which anon (heap, stacks) / file (code), " + sc.label + ", MiB",
            fmt("%.1f", mib(u.anon_kib)) + " / " + fmt("%.1f", mib(u.file_kib)));
+    figure("4. readings received by the head-end / stored, " + sc.label,
+           std::to_string(r.uplink.headend.readings) + " / " + std::to_string(r.uplink.readings),
+           uplink_note(r));
     // What fits: the reads a bus completes in one interval, against its meters.
     double fit = 0;
     unsigned nb = 0;
@@ -1064,6 +1371,7 @@ bool section_resources(const Options& opt) {
            fmt("%.1f", fit), "missed slots " + std::to_string(t.missed) + " in the window");
     for (const auto& [name, b] : r.buses)
       if (!b.has_data(opt)) data = false;
+    if (opt.uplink && !r.uplink.connected) data = false;  // a broken harness: no publishing
   }
   return data;
 }
@@ -1219,9 +1527,12 @@ bool section_collectd(const Options& opt) {
   mem("Pss (shared pages divided)", &Usage::pss_kib);
   mem("VmHWM", &Usage::hwm_kib);
   std::printf(
-      "   meterd also stores every value in its SQLite buffer (sync = full, one "
-      "transaction per meter read); collectd only appends csv lines\n");
-  figure("5. CPU us per value: meterd (values buffered in SQLite)", fmt("%.1f", 1e6 * m_cpu_v));
+      "   meterd does strictly more work: it stores every value in its SQLite buffer (sync = "
+      "full, one transaction per meter read), publishes it to the broker (QoS 1) and deletes "
+      "it at the PUBACK; collectd only appends csv lines and publishes nothing. meterd's "
+      "values are those the head-end received (and any still buffered at the stop)\n");
+  figure("5. CPU us per value: meterd (buffered in SQLite, published QoS 1)",
+         fmt("%.1f", 1e6 * m_cpu_v));
   figure("5. CPU us per value: collectd modbus + csv", fmt("%.1f", 1e6 * c_cpu_v));
   figure("5. ratio collectd / meterd, CPU per value", fmt("%.2f", c_cpu_v / m_cpu_v),
          "> 1: meterd cheaper");
@@ -1230,6 +1541,11 @@ bool section_collectd(const Options& opt) {
          "collectd reference ~2.7 MiB");
   figure("5. RssAnon meterd / collectd, MiB",
          fmt("%.1f", mib(mr.usage.anon_kib)) + " / " + fmt("%.1f", mib(cu.anon_kib)));
+  figure("5. readings received by meterd's head-end / stored",
+         std::to_string(mr.uplink.headend.readings) + " / " + std::to_string(mr.uplink.readings),
+         uplink_note(mr));
+  // No uplink connection: the harness is broken (meterd would not be doing the work).
+  if (opt.uplink && !mr.uplink.connected) return false;
   if (opt.smoke) return !mr.buses.empty() && mr.buses.begin()->second.has_data(opt);
   return mvalues > 0 && cvalues > 0;
 }
@@ -1265,9 +1581,13 @@ int main(int argc, char** argv) {
       opt.sections = argv[++i];
     } else if (a == "--collectd" && more) {
       opt.collectd = argv[++i];
+    } else if (a == "--no-uplink") {
+      opt.uplink = false;
+    } else if (a == "--mqtt-toml" && more) {
+      opt.mqtt_toml = argv[++i];
     } else {
       std::cerr << "usage: bench_meterd [--seconds S] [--reps N] [--sections 12345] "
-                   "[--collectd PATH] [--smoke]\n";
+                   "[--collectd PATH] [--no-uplink] [--mqtt-toml KEYS] [--smoke]\n";
       return 2;
     }
   }
