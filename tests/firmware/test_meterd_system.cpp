@@ -75,18 +75,6 @@ std::size_t check_against_truth(Metersim& sim, const std::vector<StoredReading>&
 
 namespace {
 
-// sim.toml pieces: a bus and a meter.
-std::string bus_toml(const std::string& name, unsigned baud, const std::string& parity) {
-  return "[[bus]]\nname = \"" + name + "\"\nbaud = " + std::to_string(baud) + "\nparity = \"" +
-         parity + "\"\n";
-}
-std::string meter_toml(const std::string& id, const std::string& bus, const std::string& protocol,
-                       const std::string& address, const std::string& extra = "") {
-  const bool modbus = protocol == "modbus";
-  return "[[meter]]\nid = \"" + id + "\"\nbus = \"" + bus + "\"\nprotocol = \"" + protocol +
-         "\"\naddress = " + (modbus ? address : "\"" + address + "\"") + "\n" + extra;
-}
-
 const std::string mixed_fleet =
     "seed = 3\nstatic = true\n" + bus_toml("d", 9600, "even") + bus_toml("m", 9600, "none") +
     "[[tcp]]\nname = \"t\"\nport = 0\n" + meter_toml("d1", "d", "dlt645-2007", "000000000001") +

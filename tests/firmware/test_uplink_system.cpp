@@ -30,17 +30,6 @@ namespace {
 
 const std::string prefix = "meterd/gw";
 
-std::string bus_toml(const std::string& name, unsigned baud, const std::string& parity) {
-  return "[[bus]]\nname = \"" + name + "\"\nbaud = " + std::to_string(baud) + "\nparity = \"" +
-         parity + "\"\n";
-}
-std::string meter_toml(const std::string& id, const std::string& bus, const std::string& protocol,
-                       const std::string& address, const std::string& extra = "") {
-  const bool modbus = protocol == "modbus";
-  return "[[meter]]\nid = \"" + id + "\"\nbus = \"" + bus + "\"\nprotocol = \"" + protocol +
-         "\"\naddress = " + (modbus ? address : "\"" + address + "\"") + "\n" + extra;
-}
-
 // Two DL/T 645-2007 meters, one 1997 and two Modbus meters, static values.
 const std::string fleet = "seed = 5\nstatic = true\n" + bus_toml("d", 9600, "even") +
                           bus_toml("m", 9600, "none") +
@@ -176,6 +165,21 @@ std::int64_t delivered_upto(const Meterd& m, const HeadEnd& head) {
   return low == INT64_MAX ? Ledger(head.messages()).max_seq() : low - 1;
 }
 
+// A broker that keeps sessions across a restart, and a head-end with a session it keeps,
+// as in production: what meterd publishes while the head-end reconnects is queued for it.
+BrokerOptions persistent_broker() {
+  BrokerOptions bo;
+  bo.persistent = true;
+  return bo;
+}
+HeadEndOptions persistent_head(const Broker& broker) {
+  HeadEndOptions ho;
+  ho.port = broker.port();
+  ho.filters = {prefix + "/#"};
+  ho.persistent_session = true;
+  return ho;
+}
+
 std::string with_missing(const Ledger& l, std::int64_t upto) {
   std::string s;
   for (auto q : l.missing(upto)) s += std::to_string(q) + " ";
@@ -282,14 +286,8 @@ TEST_CASE("readings reach the head-end exactly as the meters said, in the contra
 TEST_CASE("broker down for 20 s, twice: every seq arrives") {
   // The head-end keeps a session on a broker that saves it across the restart, as a
   // production head-end does: what meterd publishes before the head-end is back is queued.
-  BrokerOptions bo;
-  bo.persistent = true;
-  Broker broker(bo);
-  HeadEndOptions ho;
-  ho.port = broker.port();
-  ho.filters = {prefix + "/#"};
-  ho.persistent_session = true;
-  HeadEnd head(ho);
+  Broker broker(persistent_broker());
+  HeadEnd head(persistent_head(broker));
   Rig rig(fleet, {}, "1s", [&](std::string t) { return with_mqtt(std::move(t), broker.port()); });
   rig.start();
   REQUIRE_MESSAGE(
@@ -362,14 +360,8 @@ TEST_CASE("power cuts at random moments: no seq carries two rows; every seq arri
     MESSAGE("the sync_snapshot shim is not built in this configuration (sanitizers, cross)");
     return;
   }
-  BrokerOptions bo;
-  bo.persistent = true;
-  Broker broker(bo);
-  HeadEndOptions ho;
-  ho.port = broker.port();
-  ho.filters = {prefix + "/#"};
-  ho.persistent_session = true;
-  HeadEnd head(ho);
+  Broker broker(persistent_broker());
+  HeadEnd head(persistent_head(broker));
   Rig rig(fleet, {}, "1s", [&](std::string t) { return with_mqtt(std::move(t), broker.port()); });
   std::filesystem::create_directories(rig.data_dir);
   const unsigned seed = std::random_device{}();

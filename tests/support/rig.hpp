@@ -15,6 +15,19 @@
 
 namespace meterd::testing {
 
+// sim.toml pieces: a bus and a meter.
+inline std::string bus_toml(const std::string& name, unsigned baud, const std::string& parity) {
+  return "[[bus]]\nname = \"" + name + "\"\nbaud = " + std::to_string(baud) + "\nparity = \"" +
+         parity + "\"\n";
+}
+inline std::string meter_toml(const std::string& id, const std::string& bus,
+                              const std::string& protocol, const std::string& address,
+                              const std::string& extra = "") {
+  const bool modbus = protocol == "modbus";
+  return "[[meter]]\nid = \"" + id + "\"\nbus = \"" + bus + "\"\nprotocol = \"" + protocol +
+         "\"\naddress = " + (modbus ? address : "\"" + address + "\"") + "\n" + extra;
+}
+
 // A metersim fleet and a meterd reading it. `dir` comes first: metersim
 // writes its gateway config there.
 struct Rig {
