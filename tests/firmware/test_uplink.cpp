@@ -11,6 +11,7 @@
 
 #include "buffer/store.hpp"
 #include "firmware/uplink.hpp"
+#include "tests/buffer/support.hpp"
 
 using namespace meterd;
 using firmware::Uplink;
@@ -49,17 +50,13 @@ class FakeLink : public firmware::UplinkLink {
   int mid_ = 0;
 };
 
+// buffer's make_reading, with a seq (the payload builders take rows as the buffer returns them).
 buffer::Reading reading(std::int64_t seq, std::string meter, std::string quantity,
                         std::int64_t mantissa, std::int32_t exponent, std::string unit,
                         std::int64_t ts) {
-  buffer::Reading r;
+  buffer::Reading r = buffer::test::make_reading(std::move(meter), std::move(quantity), mantissa,
+                                                 exponent, std::move(unit), ts);
   r.seq = seq;
-  r.meter = std::move(meter);
-  r.quantity = std::move(quantity);
-  r.mantissa = mantissa;
-  r.exponent = exponent;
-  r.unit = std::move(unit);
-  r.ts_ms = ts;
   return r;
 }
 
