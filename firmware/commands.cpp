@@ -530,4 +530,12 @@ std::string result_error(const CommandError& error) {
          "}";
 }
 
+std::optional<nlohmann::json> parse_strict_object(std::string_view text, std::string& problem) {
+  return parse_object(text, problem);
+}
+
+std::string quoted_for_message(std::string_view text) { return shown(text); }
+
+std::optional<std::int64_t> parse_utc_ms(std::string_view text) { return parse_utc(text); }
+
 }  // namespace meterd::firmware

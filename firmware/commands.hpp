@@ -48,6 +48,7 @@ struct Command {
   std::string action;                   // relay: "trip" | "close"
   std::optional<std::int64_t> ts_ms;    // when given
   bool is_signed = false;               // carried a "sig" that verified
+  std::string source = "mqtt";          // "mqtt" | "control" (the local socket)
 };
 
 struct CommandError {
@@ -123,5 +124,14 @@ std::optional<std::string> load_key_file(const std::string& path, std::string& e
 // {"id":..,"ok":false,"error":{"code":..,"message":..}}.
 std::string result_ok(const std::string& id, const nlohmann::json& result);
 std::string result_error(const CommandError& error);
+
+// Helpers the control socket shares (firmware/control.cpp).
+// A JSON object with each member once; else nullopt and `problem` says why.
+std::optional<nlohmann::json> parse_strict_object(std::string_view text, std::string& problem);
+// Outside text quoted for a one-line message: printable ASCII kept, other
+// bytes as \xNN, cut after 64 bytes.
+std::string quoted_for_message(std::string_view text);
+// "YYYY-MM-DDTHH:MM:SS[.f]Z" or "...+00:00" -> ms since the epoch.
+std::optional<std::int64_t> parse_utc_ms(std::string_view text);
 
 }  // namespace meterd::firmware

@@ -120,7 +120,7 @@ void load_gateway(Loader& L, const toml::table& root, GatewayConfig& g) {
   const toml::table* t = L.table(root, "", "gateway");
   static const toml::table empty;
   const Scope s{t ? *t : empty, "gateway", t ? line_of(*t) : 0};
-  L.check_keys(s, {"id", "data_dir", "control_socket"});
+  L.check_keys(s, {"id", "data_dir", "control_socket", "control_group"});
   if (auto v = L.string(s, "id", true)) {
     if (!topic_safe(*v) || v->find('/') != std::string::npos)
       L.error(line_of(*s.table.get("id")), "gateway.id",
@@ -131,6 +131,7 @@ void load_gateway(Loader& L, const toml::table& root, GatewayConfig& g) {
   }
   if (auto v = L.string(s, "data_dir", true)) g.data_dir = *v;
   if (auto v = L.string(s, "control_socket")) g.control_socket = *v;
+  if (auto v = L.string(s, "control_group")) g.control_group = *v;
   if (g.control_socket.empty() && !g.data_dir.empty())
     g.control_socket = g.data_dir + "/meterd.sock";
 }

@@ -33,6 +33,7 @@ struct GatewayConfig {
   std::string id;              // required
   std::string data_dir;        // required; buffer.db lives here
   std::string control_socket;  // default <data_dir>/meterd.sock
+  std::string control_group;   // the socket's group ("" = the daemon's own)
 };
 
 struct BufferConfig {

@@ -96,6 +96,7 @@ void Daemon::start() {
   start_uplink();
   for (const auto& bus : config_.buses) start_bus(bus);
   configure_meters(false, nullptr);
+  start_control();
   summary_started_ms_ = now_ms_();
   spdlog::info("meterd started: gateway {}, {} buses, {} meters", config_.gateway.id,
                config_.buses.size(), config_.meters.size());
@@ -114,7 +115,10 @@ void Daemon::start_bus(const drivers::BusConfig& bus) {
       spdlog::warn("bus {}: down: {}", name, why);
   });
   worker->start();
-  buses_[name].worker = std::move(worker);
+  auto& rt = buses_[name];
+  rt.worker = std::move(worker);
+  rt.started_ms = now_ms_();
+  rt.total = {};
 }
 
 void Daemon::configure_meters(bool keep_memory_of_unchanged, const Config* old) {
@@ -126,6 +130,7 @@ void Daemon::configure_meters(bool keep_memory_of_unchanged, const Config* old) 
     const auto it = meters_.find(m.id);
     if (it != meters_.end()) {
       rt.counters = it->second.counters;
+      rt.latest = it->second.latest;
       const MeterConfig* before = old ? old->find_meter(m.id) : nullptr;
       if (keep_memory_of_unchanged && before && same_meter(*before, m))
         rt.memory = it->second.memory;
@@ -240,10 +245,11 @@ void Daemon::handle(PollResult r) {
   if (!cancelled && !stopped_) {
     const MeterConfig* meter = config_.find_meter(r.meter);
     if (meter != nullptr) {
-      auto& bus = buses_[meter->bus].period;
-      (r.ok ? bus.reads_ok : bus.reads_failed)++;
-      bus.exchanges += r.exchanges;
-      bus.values += batch.readings.size();
+      for (BusSummary* bus : {&buses_[meter->bus].period, &buses_[meter->bus].total}) {
+        (r.ok ? bus->reads_ok : bus->reads_failed)++;
+        bus->exchanges += r.exchanges;
+        bus->values += batch.readings.size();
+      }
     }
     const Transition t = schedule_.completed(r.meter, now, r.ok);
     const MeterTiming* timing = schedule_.timing(r.meter);
@@ -271,11 +277,13 @@ void Daemon::store(buffer::Batch batch) {
   while (!pending_.empty()) {
     auto res = store_->append(pending_.front());
     if (!res) break;
+    stored(pending_.front(), *res);
     pending_.erase(pending_.begin());
   }
   if (pending_.empty()) {
     auto res = store_->append(batch);
     if (res) {
+      stored(batch, *res);
       if (uplink_) {
         uplink_->notify_appended(now_ms_(), batch.readings.size() + batch.events.size());
         kick_uplink();
@@ -339,6 +347,7 @@ void Daemon::stop() {
   stopping_->store(true);
   timer_.cancel();
   summary_timer_.cancel();
+  stop_control();
   for (auto& [name, bus] : buses_) bus.worker->stop();  // the exchange in flight finishes
   on_results();
   buses_.clear();

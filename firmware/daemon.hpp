@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,11 @@
 
 #include "buffer/store.hpp"
 #include "drivers/bus.hpp"
+#include "drivers/control_server.hpp"
 #include "drivers/mqtt.hpp"
 #include "firmware/commands.hpp"
 #include "firmware/config.hpp"
+#include "firmware/control.hpp"
 #include "firmware/poll.hpp"
 #include "firmware/schedule.hpp"
 #include "firmware/uplink.hpp"
@@ -87,11 +90,23 @@ class Daemon {
  private:
   struct BusRuntime {
     std::unique_ptr<drivers::BusWorker> worker;
-    BusSummary period;        // since the last summary line
-    drivers::Tally reported;  // the worker's counters at the last summary line
+    std::int64_t started_ms = 0;  // for the share of time on the wire (status)
+    BusSummary total;             // since the bus started
+    BusSummary period;            // since the last summary line
+    drivers::Tally reported;      // the worker's counters at the last summary line
     std::uint64_t missed_reported = 0;
   };
+  // A meter's latest value of one quantity (meterctl meters). Names point
+  // into names_, so 1024 meters x 20 quantities stay small.
+  struct Latest {
+    const std::string* quantity = nullptr;
+    const std::string* unit = nullptr;
+    std::int64_t mantissa = 0;
+    std::int32_t exponent = 0;
+    std::int64_t ts_ms = 0;
+  };
   struct MeterRuntime {
+    std::vector<Latest> latest;
     MeterCounters counters;
     MeterMemory memory;
     std::shared_ptr<const Profile> profile;  // narrowed to the meter's quantities
@@ -105,6 +120,8 @@ class Daemon {
   void on_results();
   void handle(PollResult result);
   void store(buffer::Batch batch);
+  // After a batch was appended: latest values, tail followers.
+  void stored(const buffer::Batch& batch, const buffer::AppendResult& seqs);
   void arm_summary();
 
   // The uplink (daemon_uplink.cpp).
@@ -114,14 +131,39 @@ class Daemon {
   void kick_uplink();  // pump now and arm the uplink timer for what it waits for
   void arm_health();
   nlohmann::json health() const;
-  // Downlink commands (daemon_commands.cpp).
+  // Downlink commands (daemon_commands.cpp), from MQTT or the control
+  // socket; the answer goes back through a Reply, on the loop thread.
+  struct CommandOutcome {
+    bool ok = false;
+    nlohmann::json result;      // ok: the result object (exact numbers marked)
+    std::string code, message;  // not ok
+  };
+  using Reply = std::function<void(const CommandOutcome&)>;
   void on_command(drivers::MqttMessage message);
   void answer(const std::string& payload, const drivers::MqttMessage& to);
-  void execute_read(const Command& c, drivers::MqttMessage to);
-  void execute_timesync(const Command& c, drivers::MqttMessage to);
-  void execute_relay(const Command& c, drivers::MqttMessage to);
+  Reply mqtt_reply(const std::string& id, drivers::MqttMessage to);
+  void execute(const Command& c, Reply reply);
+  void execute_read(const Command& c, Reply to);
+  void execute_timesync(const Command& c, Reply to);
+  void execute_relay(const Command& c, Reply to);
   void refuse(const Command& c, const std::string& code, const std::string& message,
-              const drivers::MqttMessage& to);
+              const Reply& to);
+
+  // The control socket (daemon_control.cpp, docs/control.md).
+  struct TailFollower;
+  struct ExportJob;
+  struct ScanJob;
+  void start_control();
+  void stop_control();
+  void on_control(const std::shared_ptr<drivers::ControlSession>& session, std::string line);
+  nlohmann::json control_status() const;
+  nlohmann::json control_meters(const ControlRequest& r) const;
+  nlohmann::json control_backlog() const;
+  void start_tail(const std::shared_ptr<drivers::ControlSession>& session, ControlRequest r);
+  void start_export(const std::shared_ptr<drivers::ControlSession>& session, ControlRequest r);
+  void start_scan(const std::shared_ptr<drivers::ControlSession>& session, ControlRequest r);
+  void scan_step(const std::shared_ptr<ScanJob>& job);
+  void scan_stepped(const std::shared_ptr<ScanJob>& job);
 
   boost::asio::io_context& io_;
   Config config_;
@@ -157,6 +199,13 @@ class Daemon {
   std::string key_problem_;  // why signed commands cannot be checked ("" when they can)
   std::optional<ReplayGuard> guard_;
   Reloader reloader_;
+
+  std::unique_ptr<drivers::ControlServer> control_;
+  std::vector<std::shared_ptr<TailFollower>> tails_;
+  std::vector<std::shared_ptr<ExportJob>> exports_;
+  std::map<std::string, std::shared_ptr<ScanJob>> scans_;  // one per bus at a time
+  std::uint64_t control_requests_ = 0;
+  std::set<std::string> names_;  // quantity and unit names of Latest
 };
 
 }  // namespace meterd::firmware

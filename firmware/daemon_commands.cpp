@@ -60,10 +60,18 @@ void Daemon::answer(const std::string& payload, const drivers::MqttMessage& to) 
   if (uplink_) uplink_->publish_result(payload, to.response_topic, to.correlation_data);
 }
 
+Daemon::Reply Daemon::mqtt_reply(const std::string& id, drivers::MqttMessage to) {
+  return [this, id, to = std::move(to),
+          alive = std::weak_ptr<Inbox>(inbox_)](const CommandOutcome& o) {
+    if (!alive.lock()) return;
+    answer(o.ok ? result_ok(id, o.result) : result_error({id, o.code, o.message}), to);
+  };
+}
+
 void Daemon::refuse(const Command& c, const std::string& code, const std::string& message,
-                    const drivers::MqttMessage& to) {
+                    const Reply& reply) {
   spdlog::warn("command {} {}: refused: {}: {}", to_string(c.verb), c.id, code, message);
-  answer(result_error({c.id, code, message}), to);
+  reply({false, {}, code, message});
 }
 
 void Daemon::on_command(drivers::MqttMessage m) {
@@ -89,10 +97,11 @@ void Daemon::on_command(drivers::MqttMessage m) {
     return;
   }
   Command c = std::get<Command>(std::move(checked));
+  const Reply reply = mqtt_reply(c.id, m);
   if (c.is_signed) {
     if (!guard_ || !key_problem_.empty()) {
       refuse(c, "unsigned", key_problem_.empty() ? "the replay guard is unreadable" : key_problem_,
-             m);
+             reply);
       return;
     }
     // Remember the id durably before acting on it: a crash after the act
@@ -104,44 +113,48 @@ void Daemon::on_command(drivers::MqttMessage m) {
       if (r && config_.buffer.sync == "normal") r = store_->checkpoint();
       if (!r) {
         guard_ = ReplayGuard::from_state(before);
-        refuse(c, "busy", "cannot record the command id: " + r.error().message, m);
+        refuse(c, "busy", "cannot record the command id: " + r.error().message, reply);
         return;
       }
     }
   }
   spdlog::info("command {} {}{}{}", to_string(c.verb), c.id, c.meter.empty() ? "" : " meter ",
                c.meter);
+  execute(c, reply);
+}
+
+void Daemon::execute(const Command& c, Reply reply) {
   switch (c.verb) {
     case Verb::read:
-      execute_read(c, std::move(m));
+      execute_read(c, std::move(reply));
       break;
     case Verb::timesync:
-      execute_timesync(c, std::move(m));
+      execute_timesync(c, std::move(reply));
       break;
     case Verb::relay:
-      execute_relay(c, std::move(m));
+      execute_relay(c, std::move(reply));
       break;
     case Verb::reload:
       // After this handler: a reload may restart the MQTT client that called it.
-      asio::post(io_, [this, alive = std::weak_ptr<Inbox>(inbox_), c, m = std::move(m)] {
+      asio::post(io_, [this, alive = std::weak_ptr<Inbox>(inbox_), c, reply = std::move(reply)] {
         if (!alive.lock() || stopped_) return;
         if (!reloader_) {
-          refuse(c, "unsupported", "this daemon cannot reload its config", m);
+          refuse(c, "unsupported", "this daemon cannot reload its config", reply);
           return;
         }
         const auto errors = reloader_();
         if (!errors.empty()) {
           nlohmann::json list = errors;
-          refuse(c, "invalid", "config refused: " + list.dump(), m);
+          refuse(c, "invalid", "config refused: " + list.dump(), reply);
           return;
         }
-        answer(result_ok(c.id, {{"reloaded", true}}), m);
+        reply({true, {{"reloaded", true}}, {}, {}});
       });
       break;
   }
 }
 
-void Daemon::execute_read(const Command& c, drivers::MqttMessage to) {
+void Daemon::execute_read(const Command& c, Reply to) {
   const MeterConfig* meter = config_.find_meter(c.meter);
   const auto rt = meters_.find(c.meter);
   if (meter == nullptr || rt == meters_.end())
@@ -172,7 +185,7 @@ void Daemon::execute_read(const Command& c, drivers::MqttMessage to) {
   request->on_exchange = [worker](const drivers::Tally& t) { worker->account(t); };
   asio::io_context* io = &io_;
   std::weak_ptr<Inbox> alive = inbox_;
-  auto command = std::make_shared<std::pair<Command, drivers::MqttMessage>>(c, std::move(to));
+  auto command = std::make_shared<std::pair<Command, Reply>>(c, std::move(to));
   worker->post(drivers::Priority::on_demand, [=, self = this](drivers::BusPort& port) {
     auto result = std::make_shared<PollResult>(poll_meter(port, worker->config(), *request));
     asio::post(*io, [=] {
@@ -199,12 +212,12 @@ void Daemon::execute_read(const Command& c, drivers::MqttMessage to) {
         batch.readings = std::move(result->readings);
         self->store(std::move(batch));
       }
-      self->answer(result_ok(cmd.id, body), msg);
+      msg({true, std::move(body), {}, {}});
     });
   });
 }
 
-void Daemon::execute_relay(const Command& c, drivers::MqttMessage to) {
+void Daemon::execute_relay(const Command& c, Reply to) {
   const MeterConfig* meter = config_.find_meter(c.meter);
   if (meter == nullptr)
     return refuse(c, "unknown_meter", "no meter " + c.meter + " in the config", to);
@@ -230,7 +243,7 @@ void Daemon::execute_relay(const Command& c, drivers::MqttMessage to) {
   const unsigned preamble = meter->preamble;
   asio::io_context* io = &io_;
   std::weak_ptr<Inbox> alive = inbox_;
-  auto cmd = std::make_shared<std::pair<Command, drivers::MqttMessage>>(c, std::move(to));
+  auto cmd = std::make_shared<std::pair<Command, Reply>>(c, std::move(to));
   worker->post(drivers::Priority::command, [=, self = this](drivers::BusPort& port) {
     auto answer = std::make_shared<drivers::Dlt645Answer>();
     if (port.serial == nullptr) {
@@ -247,8 +260,10 @@ void Daemon::execute_relay(const Command& c, drivers::MqttMessage to) {
     asio::post(*io, [=] {
       if (!alive.lock()) return;
       const auto& [c2, msg] = *cmd;
-      nlohmann::json audit{
-          {"id", c2.id}, {"action", c2.action}, {"outcome", to_string(answer->outcome)}};
+      nlohmann::json audit{{"id", c2.id},
+                           {"action", c2.action},
+                           {"source", c2.source},
+                           {"outcome", to_string(answer->outcome)}};
       if (answer->outcome == Outcome::meter_error) {
         const std::string meaning =
             dlt::error_meaning(dlt::Version::v2007, static_cast<std::uint8_t>(answer->error_word));
@@ -260,10 +275,12 @@ void Daemon::execute_relay(const Command& c, drivers::MqttMessage to) {
       } else {
         spdlog::info("command relay {}: meter {} {}", c2.id, c2.meter,
                      c2.action == "trip" ? "tripped (open)" : "closed");
-        self->answer(result_ok(c2.id, {{"meter", c2.meter},
-                                       {"action", c2.action},
-                                       {"relay", c2.action == "trip" ? "open" : "closed"}}),
-                     msg);
+        msg({true,
+             {{"meter", c2.meter},
+              {"action", c2.action},
+              {"relay", c2.action == "trip" ? "open" : "closed"}},
+             {},
+             {}});
       }
       if (!self->stopped_) {
         buffer::Batch batch;
@@ -275,7 +292,7 @@ void Daemon::execute_relay(const Command& c, drivers::MqttMessage to) {
   });
 }
 
-void Daemon::execute_timesync(const Command& c, drivers::MqttMessage to) {
+void Daemon::execute_timesync(const Command& c, Reply to) {
   std::vector<std::string> targets;
   for (const auto& b : config_.buses) {
     if (!c.bus.empty() && b.name != c.bus) continue;
@@ -296,7 +313,7 @@ void Daemon::execute_timesync(const Command& c, drivers::MqttMessage to) {
     nlohmann::json buses = nlohmann::json::array();
     bool any_ok = false;
     Command command;
-    drivers::MqttMessage to;
+    Reply to;
   };
   auto round = std::make_shared<Round>();
   round->remaining = targets.size();
@@ -339,7 +356,7 @@ void Daemon::execute_timesync(const Command& c, drivers::MqttMessage to) {
           return;
         }
         spdlog::info("command timesync {}: {}", round->command.id, round->buses.dump());
-        self->answer(result_ok(round->command.id, {{"buses", round->buses}}), round->to);
+        round->to({true, {{"buses", round->buses}}, {}, {}});
       });
     });
   }

@@ -1,66 +1,40 @@
 #include "simulator/control.hpp"
 
+#include <stdexcept>
+
 namespace meterd::simulator {
 
-namespace asio = boost::asio;
+namespace {
 
-struct ControlServer::Conn : std::enable_shared_from_this<Conn> {
-  Conn(asio::local::stream_protocol::socket s, Handler& h) : sock(std::move(s)), handler(h) {}
-  void read() {
-    auto self = shared_from_this();
-    asio::async_read_until(
-        sock, asio::dynamic_buffer(in, 1 << 20), '\n',
-        [self](const boost::system::error_code& ec, std::size_t n) {
-          if (ec) return;
-          const std::string line = self->in.substr(0, n);
-          self->in.erase(0, n);
-          nlohmann::json answer;
-          try {
-            answer = self->handler(nlohmann::json::parse(line));
-          } catch (const nlohmann::json::exception& e) {
-            answer = {{"ok", false}, {"error", std::string("bad JSON: ") + e.what()}};
-          }
-          auto out = std::make_shared<std::string>(answer.dump() + "\n");
-          asio::async_write(self->sock, asio::buffer(*out),
-                            [self, out](const boost::system::error_code& e, std::size_t) {
-                              if (!e) self->read();
-                            });
-        });
-  }
-  asio::local::stream_protocol::socket sock;
-  Handler& handler;
-  std::string in;
-};
+std::string refusal(const std::string&, const std::string& text) {
+  return nlohmann::json{{"ok", false}, {"error", text}}.dump();
+}
 
-ControlServer::ControlServer(asio::io_context& io, std::filesystem::path path, Handler handler)
-    : path_(std::move(path)), acceptor_(io), handler_(std::move(handler)) {}
+}  // namespace
+
+ControlServer::ControlServer(boost::asio::io_context& io, std::filesystem::path path,
+                             Handler handler)
+    : handler_(std::move(handler)),
+      server_(
+          io, drivers::ControlSocketOptions{std::move(path), 0660, {}, {}},
+          [this](std::shared_ptr<drivers::ControlSession> session, std::string line) {
+            nlohmann::json answer;
+            try {
+              answer = handler_(nlohmann::json::parse(line));
+            } catch (const nlohmann::json::exception& e) {
+              answer = {{"ok", false}, {"error", std::string("bad JSON: ") + e.what()}};
+            }
+            session->finish(answer.dump());
+          },
+          refusal) {}
 
 ControlServer::~ControlServer() { stop(); }
 
 void ControlServer::start() {
-  std::error_code ec;
-  std::filesystem::remove(path_, ec);
-  acceptor_.open();
-  acceptor_.bind(asio::local::stream_protocol::endpoint(path_.string()));
-  acceptor_.listen();
-  accept();
+  if (const auto ec = server_.start())
+    throw std::runtime_error("control socket " + server_.path().string() + ": " + ec.message());
 }
 
-void ControlServer::stop() {
-  if (!acceptor_.is_open()) return;
-  boost::system::error_code ignored;
-  acceptor_.close(ignored);
-  std::error_code ec;
-  std::filesystem::remove(path_, ec);
-}
-
-void ControlServer::accept() {
-  acceptor_.async_accept(
-      [this](const boost::system::error_code& ec, asio::local::stream_protocol::socket s) {
-        if (ec) return;
-        std::make_shared<Conn>(std::move(s), handler_)->read();
-        accept();
-      });
-}
+void ControlServer::stop() { server_.stop(); }
 
 }  // namespace meterd::simulator

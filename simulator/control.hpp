@@ -1,15 +1,17 @@
-// The control channel's transport: a Unix socket speaking JSON lines, one
-// request object per line in, one answer object per line out. What the
+// metersim's control channel: a Unix socket speaking JSON lines, one
+// request object per line in, one answer object per line out, served by
+// the daemon's own transport (drivers/control_server.hpp). What the
 // commands do is the fleet's business (commands.cpp). Runs on the
 // simulator's io_context thread only.
 #pragma once
 
 #include <filesystem>
 #include <functional>
-#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+#include <memory>
 
-#include <boost/asio.hpp>
 #include <nlohmann/json.hpp>
+
+#include "drivers/control_server.hpp"
 
 namespace meterd::simulator {
 
@@ -23,15 +25,11 @@ class ControlServer {
   void start();
   // Stops accepting and removes the socket file.
   void stop();
-  const std::filesystem::path& path() const noexcept { return path_; }
+  const std::filesystem::path& path() const noexcept { return server_.path(); }
 
  private:
-  struct Conn;
-  void accept();
-
-  std::filesystem::path path_;
-  boost::asio::local::stream_protocol::acceptor acceptor_;
   Handler handler_;
+  drivers::ControlServer server_;
 };
 
 }  // namespace meterd::simulator
