@@ -47,6 +47,7 @@ void ControlSession::on_close(std::function<void()> hook) { closed_ = std::move(
 void ControlSession::close() {
   if (!open_) return;
   open_ = false;
+  const auto keep = shared_from_this();  // the server drops its reference below
   boost::system::error_code ignored;
   timer_.cancel();
   socket_.shutdown(stream::socket::shutdown_both, ignored);
@@ -258,8 +259,7 @@ void ControlServer::stop() {
   acceptor_.close(ignored);
   auto live = std::move(live_);
   live_.clear();
-  for (auto& w : live)
-    if (auto s = w.lock()) s->close();
+  for (auto& s : live) s->close();
   struct stat sb {};
   if (inode_ != 0 && ::stat(options_.path.c_str(), &sb) == 0 && sb.st_ino == inode_) {
     std::error_code ec;
@@ -273,20 +273,16 @@ void ControlServer::accept() {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
       auto session = std::make_shared<ControlSession>(std::move(s), *this, next_number_++);
-      if (open_sessions_ >= options_.limits.max_clients) {
+      const bool full = live_.size() >= options_.limits.max_clients;
+      live_.push_back(session);
+      if (full) {
         // One answer line, then close: the client learns why.
         session->busy_ = true;
         session->finish(refusal_("busy", "too many control connections (" +
                                              std::to_string(options_.limits.max_clients) +
                                              "); try again"));
         session->eof_after_write();
-        ++open_sessions_;
-        live_.push_back(session);
       } else {
-        ++open_sessions_;
-        // Forget sessions that are gone, so live_ stays as small as the open ones.
-        while (!live_.empty() && live_.front().expired()) live_.pop_front();
-        live_.push_back(session);
         session->read_next();
       }
     }
@@ -294,8 +290,8 @@ void ControlServer::accept() {
   });
 }
 
-void ControlServer::closed(ControlSession*) {
-  if (open_sessions_ > 0) --open_sessions_;
+void ControlServer::closed(ControlSession* s) {
+  std::erase_if(live_, [s](const auto& p) { return p.get() == s; });
 }
 
 }  // namespace meterd::drivers

@@ -23,6 +23,7 @@
 #include <string>
 #include <system_error>
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+#include <vector>
 
 #include <boost/asio.hpp>
 
@@ -125,7 +126,7 @@ class ControlServer {
   // if it is still ours).
   void stop();
   const std::filesystem::path& path() const noexcept { return options_.path; }
-  std::size_t sessions() const noexcept { return open_sessions_; }
+  std::size_t sessions() const noexcept { return live_.size(); }
   std::uint64_t accepted() const noexcept { return next_number_ - 1; }
 
  private:
@@ -138,8 +139,9 @@ class ControlServer {
   Handler handler_;
   Refusal refusal_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
-  std::deque<std::weak_ptr<ControlSession>> live_;
-  std::size_t open_sessions_ = 0;
+  // Open sessions, owned here: a request that answers later holds only a
+  // weak_ptr, and a session must outlive its client's end of input.
+  std::vector<std::shared_ptr<ControlSession>> live_;
   std::uint64_t next_number_ = 1;
   bool started_ = false;
   std::uint64_t inode_ = 0;  // the socket file we bound, to remove only ours
