@@ -130,6 +130,37 @@ void append_iso8601_ms(std::string& out, std::int64_t ms) {
   out.append(buf, 24);
 }
 
+void append_reading(std::string& out, const buffer::Reading& r) {
+  out += "{\"seq\":";
+  append_int(out, r.seq);
+  out += ",\"meter\":";
+  append_escaped(out, r.meter);
+  out += ",\"quantity\":";
+  append_escaped(out, r.quantity);
+  out += ",\"value\":";
+  append_value(out, r.mantissa, r.exponent);
+  out += ",\"unit\":";
+  append_escaped(out, r.unit);
+  out += ",\"ts\":\"";
+  // Frozen data carries the freeze time as ts and the acquisition time apart.
+  append_iso8601_ms(out, r.frozen.empty() || !r.freeze_ts_ms ? r.ts_ms : *r.freeze_ts_ms);
+  out += '"';
+  if (!r.frozen.empty()) {
+    out += ",\"frozen\":";
+    append_escaped(out, r.frozen);
+    if (r.freeze_ts_ms) {
+      out += ",\"read_ts\":\"";
+      append_iso8601_ms(out, r.ts_ms);
+      out += '"';
+    }
+  }
+  if (r.quality != 0) {
+    out += ",\"quality\":";
+    out += std::to_string(r.quality);
+  }
+  out += '}';
+}
+
 }  // namespace
 
 std::string iso8601_ms(std::int64_t ms) {
@@ -151,36 +182,34 @@ std::string readings_payload(const std::string& gateway, std::uint64_t batch,
   for (const auto& r : readings) {
     if (!first) out += ',';
     first = false;
-    out += "{\"seq\":";
-    append_int(out, r.seq);
-    out += ",\"meter\":";
-    append_escaped(out, r.meter);
-    out += ",\"quantity\":";
-    append_escaped(out, r.quantity);
-    out += ",\"value\":";
-    append_value(out, r.mantissa, r.exponent);
-    out += ",\"unit\":";
-    append_escaped(out, r.unit);
-    out += ",\"ts\":\"";
-    // Frozen data carries the freeze time as ts and the acquisition time apart.
-    append_iso8601_ms(out, r.frozen.empty() || !r.freeze_ts_ms ? r.ts_ms : *r.freeze_ts_ms);
-    out += '"';
-    if (!r.frozen.empty()) {
-      out += ",\"frozen\":";
-      append_escaped(out, r.frozen);
-      if (r.freeze_ts_ms) {
-        out += ",\"read_ts\":\"";
-        append_iso8601_ms(out, r.ts_ms);
-        out += '"';
-      }
-    }
-    if (r.quality != 0) {
-      out += ",\"quality\":";
-      out += std::to_string(r.quality);
-    }
-    out += '}';
+    append_reading(out, r);
   }
   out += "]}";
+  return out;
+}
+
+std::string reading_json(const buffer::Reading& r) {
+  std::string out;
+  out.reserve(160);
+  append_reading(out, r);
+  return out;
+}
+
+std::string event_row_json(const buffer::Event& e) {
+  std::string out = "{\"seq\":" + std::to_string(e.seq) + ",\"meter\":";
+  append_escaped(out, e.meter);
+  out += ",\"event\":";
+  append_escaped(out, e.type);
+  out += ",\"ts\":\"" + iso8601_ms(e.ts_ms) + '"';
+  // The stored payload as text, so its numbers stay exactly as written.
+  const auto parsed = nlohmann::json::parse(e.payload_json, nullptr, false);
+  if (!parsed.is_discarded()) {
+    out += ",\"data\":" + e.payload_json;
+  } else if (!e.payload_json.empty()) {
+    out += ",\"data\":";
+    append_escaped(out, e.payload_json);
+  }
+  out += '}';
   return out;
 }
 
