@@ -9,6 +9,7 @@
 namespace meterd::buffer {
 
 using detail::bind_text;
+using detail::column_text;
 using detail::StmtScope;
 
 Result<void> Store::Impl::add_to_block(std::int64_t seq, std::int64_t ts) {
@@ -54,19 +55,83 @@ Result<void> Store::Impl::prune_blocks() {
 Result<std::uint64_t> Store::Impl::export_readings(
     std::string_view meter, std::int64_t from_ms, std::int64_t to_ms,
     const std::function<bool(const Reading&)>& visit) {
+  return detail::export_readings_walk(db(), st_.export_blocks.get(), st_.export_readings.get(),
+                                      series_, tx_.open_block, meter, from_ms, to_ms, visit);
+}
+
+Result<std::uint64_t> Store::Impl::export_events(std::string_view meter, std::int64_t from_ms,
+                                                 std::int64_t to_ms,
+                                                 const std::function<bool(const Event&)>& visit) {
+  return detail::export_events_walk(db(), st_.export_events.get(), meter, from_ms, to_ms, visit);
+}
+
+namespace detail {
+
+Result<Reading> reading_from_row(sqlite3_stmt* s, const SeriesDict& series) {
+  const std::int64_t id = sqlite3_column_int64(s, 1);
+  const SeriesDict::Info* info = series.at(id);
+  if (info == nullptr) {
+    return make_error(errc::corrupt, "reading refers to unknown series " + std::to_string(id));
+  }
+  Reading r;
+  r.seq = sqlite3_column_int64(s, 0);
+  r.meter = info->meter;
+  r.quantity = info->quantity;
+  r.mantissa = sqlite3_column_int64(s, 2);
+  r.exponent = sqlite3_column_int(s, 3);
+  r.unit = info->unit;
+  r.ts_ms = sqlite3_column_int64(s, 4);
+  r.quality = sqlite3_column_int(s, 5);
+  r.frozen = info->frozen;
+  if (sqlite3_column_type(s, 6) != SQLITE_NULL) r.freeze_ts_ms = sqlite3_column_int64(s, 6);
+  return r;
+}
+
+Event event_from_row(sqlite3_stmt* s) {
+  Event e;
+  e.seq = sqlite3_column_int64(s, 0);
+  e.meter = column_text(s, 1);
+  e.type = column_text(s, 2);
+  e.ts_ms = sqlite3_column_int64(s, 3);
+  e.payload_json = column_text(s, 4);
+  return e;
+}
+
+Result<void> load_series(sqlite3* db, SeriesDict& series) {
+  auto s = prepare(db, sql::series_from);
+  if (!s) return s.error();
+  sqlite3_stmt* q = s->get();
+  sqlite3_bind_int64(q, 1, static_cast<std::int64_t>(series.size()));
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    if (sqlite3_column_int64(q, 0) != static_cast<std::int64_t>(series.size())) {
+      return make_error(errc::corrupt, "series ids are not dense");
+    }
+    series.add({std::string(column_text(q, 1)), std::string(column_text(q, 2)),
+                std::string(column_text(q, 3)), std::string(column_text(q, 4))});
+  }
+  if (rc != SQLITE_DONE) return sqlite_error(db, rc, "read series");
+  return {};
+}
+
+Result<std::uint64_t> export_readings_walk(sqlite3* db, sqlite3_stmt* blocks_stmt,
+                                           sqlite3_stmt* rows, const SeriesDict& series,
+                                           const BlockSpan& open, std::string_view meter,
+                                           std::int64_t from_ms, std::int64_t to_ms,
+                                           const std::function<bool(const Reading&)>& visit) {
   if (from_ms >= to_ms) return std::uint64_t{0};
   // The blocks whose time span overlaps [from, to), then their seq ranges on the primary key.
   std::vector<std::int64_t> blocks;
   {
-    sqlite3_stmt* s = st_.export_blocks.get();
-    StmtScope scope(s);
-    sqlite3_bind_int64(s, 1, from_ms);
-    sqlite3_bind_int64(s, 2, to_ms);
+    StmtScope scope(blocks_stmt);
+    sqlite3_bind_int64(blocks_stmt, 1, from_ms);
+    sqlite3_bind_int64(blocks_stmt, 2, to_ms);
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) blocks.push_back(sqlite3_column_int64(s, 0));
-    if (rc != SQLITE_DONE) return err(rc, "export: find blocks");
+    while ((rc = sqlite3_step(blocks_stmt)) == SQLITE_ROW) {
+      blocks.push_back(sqlite3_column_int64(blocks_stmt, 0));
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(db, rc, "export: find blocks");
   }
-  const OpenBlock& open = tx_.open_block;
   if (open.block >= 0 && open.max_ts >= from_ms && open.min_ts < to_ms) {
     blocks.push_back(open.block);
   }
@@ -74,33 +139,31 @@ Result<std::uint64_t> Store::Impl::export_readings(
   blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
 
   std::uint64_t n = 0;
-  sqlite3_stmt* s = st_.export_readings.get();
   for (std::size_t i = 0; i < blocks.size();) {
     std::size_t j = i;
     while (j + 1 < blocks.size() && blocks[j + 1] == blocks[j] + 1) ++j;
-    StmtScope scope(s);
-    bind_text(s, 1, meter);
-    sqlite3_bind_int64(s, 2, from_ms);
-    sqlite3_bind_int64(s, 3, to_ms);
-    sqlite3_bind_int64(s, 4, blocks[i] << detail::ts_block_shift);
-    sqlite3_bind_int64(s, 5, ((blocks[j] + 1) << detail::ts_block_shift) - 1);
+    StmtScope scope(rows);
+    bind_text(rows, 1, meter);
+    sqlite3_bind_int64(rows, 2, from_ms);
+    sqlite3_bind_int64(rows, 3, to_ms);
+    sqlite3_bind_int64(rows, 4, blocks[i] << ts_block_shift);
+    sqlite3_bind_int64(rows, 5, ((blocks[j] + 1) << ts_block_shift) - 1);
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      auto r = row_to_reading(s);
+    while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
+      auto r = reading_from_row(rows, series);
       if (!r) return r.error();
       ++n;
       if (!visit(*r)) return n;
     }
-    if (rc != SQLITE_DONE) return err(rc, "export readings");
+    if (rc != SQLITE_DONE) return sqlite_error(db, rc, "export readings");
     i = j + 1;
   }
   return n;
 }
 
-Result<std::uint64_t> Store::Impl::export_events(std::string_view meter, std::int64_t from_ms,
-                                                 std::int64_t to_ms,
-                                                 const std::function<bool(const Event&)>& visit) {
-  sqlite3_stmt* s = st_.export_events.get();
+Result<std::uint64_t> export_events_walk(sqlite3* db, sqlite3_stmt* s, std::string_view meter,
+                                         std::int64_t from_ms, std::int64_t to_ms,
+                                         const std::function<bool(const Event&)>& visit) {
   StmtScope scope(s);
   bind_text(s, 1, meter);
   sqlite3_bind_int64(s, 2, from_ms);
@@ -109,10 +172,12 @@ Result<std::uint64_t> Store::Impl::export_events(std::string_view meter, std::in
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     ++n;
-    if (!visit(row_to_event(s))) return n;
+    if (!visit(event_from_row(s))) return n;
   }
-  if (rc != SQLITE_DONE) return err(rc, "export events");
+  if (rc != SQLITE_DONE) return sqlite_error(db, rc, "export events");
   return n;
 }
+
+}  // namespace detail
 
 }  // namespace meterd::buffer

@@ -10,35 +10,10 @@ using detail::column_text;
 using detail::StmtScope;
 
 Result<Reading> Store::Impl::row_to_reading(sqlite3_stmt* s) const {
-  const std::int64_t series = sqlite3_column_int64(s, 1);
-  const detail::SeriesDict::Info* info = series_.at(series);
-  if (info == nullptr) {
-    return detail::make_error(errc::corrupt,
-                              "reading refers to unknown series " + std::to_string(series));
-  }
-  Reading r;
-  r.seq = sqlite3_column_int64(s, 0);
-  r.meter = info->meter;
-  r.quantity = info->quantity;
-  r.mantissa = sqlite3_column_int64(s, 2);
-  r.exponent = sqlite3_column_int(s, 3);
-  r.unit = info->unit;
-  r.ts_ms = sqlite3_column_int64(s, 4);
-  r.quality = sqlite3_column_int(s, 5);
-  r.frozen = info->frozen;
-  if (sqlite3_column_type(s, 6) != SQLITE_NULL) r.freeze_ts_ms = sqlite3_column_int64(s, 6);
-  return r;
+  return detail::reading_from_row(s, series_);
 }
 
-Event Store::Impl::row_to_event(sqlite3_stmt* s) {
-  Event e;
-  e.seq = sqlite3_column_int64(s, 0);
-  e.meter = column_text(s, 1);
-  e.type = column_text(s, 2);
-  e.ts_ms = sqlite3_column_int64(s, 3);
-  e.payload_json = column_text(s, 4);
-  return e;
-}
+Event Store::Impl::row_to_event(sqlite3_stmt* s) { return detail::event_from_row(s); }
 
 void Store::Impl::forget_notice_if(std::int64_t first, std::int64_t last) noexcept {
   for (PendingNotice& p : tx_.pending) {

@@ -175,20 +175,14 @@ Result<void> Store::Impl::prepare_all() {
        "next_seq = ?4, readings = ?5, events = ?6 WHERE id = 1"},
       {&st_.page_count, "PRAGMA page_count"},
       {&st_.freelist_count, "PRAGMA freelist_count"},
-      {&st_.first_reading, "SELECT seq, ts FROM readings ORDER BY seq LIMIT 1"},
-      {&st_.first_event, "SELECT seq, ts FROM events ORDER BY seq LIMIT 1"},
-      {&st_.export_readings,
-       "SELECT seq, series, mantissa, exponent, ts, quality, freeze_ts FROM readings "
-       "WHERE seq BETWEEN ?4 AND ?5 AND ts >= ?2 AND ts < ?3 "
-       "AND series IN (SELECT id FROM series WHERE meter = ?1) ORDER BY seq"},
+      {&st_.first_reading, detail::sql::first_reading},
+      {&st_.first_event, detail::sql::first_event},
+      {&st_.export_readings, detail::sql::export_readings},
       {&st_.put_block,
        "INSERT OR REPLACE INTO ts_blocks (block, min_ts, max_ts) VALUES (?1, ?2, ?3)"},
-      {&st_.export_blocks,
-       "SELECT block FROM ts_blocks WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY block"},
+      {&st_.export_blocks, detail::sql::export_blocks},
       {&st_.prune_blocks, "DELETE FROM ts_blocks WHERE block < ?1"},
-      {&st_.export_events,
-       "SELECT seq, meter, type, ts, payload FROM events "
-       "WHERE meter = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY seq"},
+      {&st_.export_events, detail::sql::export_events},
       {&st_.put_state,
        "INSERT INTO meter_state (meter, key, value) VALUES (?1, ?2, ?3) "
        "ON CONFLICT (meter, key) DO UPDATE SET value = excluded.value"},
@@ -230,22 +224,7 @@ Result<void> Store::Impl::load() {
   }
 
   series_.clear();
-  {
-    auto s = detail::prepare(db(),
-                             "SELECT id, meter, quantity, unit, frozen FROM series "
-                             "ORDER BY id");
-    if (!s) return s.error();
-    int rc;
-    while ((rc = sqlite3_step(s->get())) == SQLITE_ROW) {
-      const auto id = sqlite3_column_int64(s->get(), 0);
-      if (id != static_cast<std::int64_t>(series_.size())) {
-        return detail::make_error(errc::corrupt, "series ids are not dense");
-      }
-      series_.add({std::string(column_text(s->get(), 1)), std::string(column_text(s->get(), 2)),
-                   std::string(column_text(s->get(), 3)), std::string(column_text(s->get(), 4))});
-    }
-    if (rc != SQLITE_DONE) return err(rc, "read series");
-  }
+  if (auto r = detail::load_series(db(), series_); !r) return r;
   tx_.series = series_.size();
 
   // max(seq) is one descent of the primary key. meta.next_seq is written in the same

@@ -190,7 +190,26 @@ std::string readings_payload(const std::string& gateway, std::uint64_t batch,
 
 std::string reading_json(const buffer::Reading& r) {
   std::string out;
+  out.reserve(160);
   append_reading(out, r);
+  return out;
+}
+
+std::string event_row_json(const buffer::Event& e) {
+  std::string out = "{\"seq\":" + std::to_string(e.seq) + ",\"meter\":";
+  append_escaped(out, e.meter);
+  out += ",\"event\":";
+  append_escaped(out, e.type);
+  out += ",\"ts\":\"" + iso8601_ms(e.ts_ms) + '"';
+  // The stored payload as text, so its numbers stay exactly as written.
+  const auto parsed = nlohmann::json::parse(e.payload_json, nullptr, false);
+  if (!parsed.is_discarded()) {
+    out += ",\"data\":" + e.payload_json;
+  } else if (!e.payload_json.empty()) {
+    out += ",\"data\":";
+    append_escaped(out, e.payload_json);
+  }
+  out += '}';
   return out;
 }
 

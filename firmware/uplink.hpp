@@ -150,5 +150,10 @@ std::string readings_payload(const std::string& gateway, std::uint64_t batch,
 // {"seq","meter","quantity","value","unit","ts"[,"frozen","read_ts"][,"quality"]}.
 std::string reading_json(const buffer::Reading& r);
 std::string event_payload(const buffer::Event& event);
+// One row of the control socket's tail and export (docs/control.md "A row"), one line of JSON:
+// a reading exactly as in readings_payload(), an event as {seq, meter, event, ts, data}.
+// meterctl's offline export writes the same text, so both paths give the same file.
+std::string reading_json(const buffer::Reading& reading);
+std::string event_row_json(const buffer::Event& event);
 
 }  // namespace meterd::firmware

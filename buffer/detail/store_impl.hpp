@@ -75,6 +75,54 @@ class SeriesDict {
   std::string key_;
 };
 
+// SQL that Store and Reader (buffer/reader.cpp) share, so the read-only path can never drift
+// from the store's own.
+namespace sql {
+inline constexpr const char* first_reading = "SELECT seq, ts FROM readings ORDER BY seq LIMIT 1";
+inline constexpr const char* first_event = "SELECT seq, ts FROM events ORDER BY seq LIMIT 1";
+inline constexpr const char* export_readings =
+    "SELECT seq, series, mantissa, exponent, ts, quality, freeze_ts FROM readings "
+    "WHERE seq BETWEEN ?4 AND ?5 AND ts >= ?2 AND ts < ?3 "
+    "AND series IN (SELECT id FROM series WHERE meter = ?1) ORDER BY seq";
+inline constexpr const char* export_blocks =
+    "SELECT block FROM ts_blocks WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY block";
+inline constexpr const char* export_events =
+    "SELECT seq, meter, type, ts, payload FROM events "
+    "WHERE meter = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY seq";
+// The series dictionary from id ?1 on (0: all of it).
+inline constexpr const char* series_from =
+    "SELECT id, meter, quantity, unit, frozen FROM series WHERE id >= ?1 ORDER BY id";
+}  // namespace sql
+
+// Time summary of one ts_blocks block: the one still filling lives in the Store's memory (and
+// is recomputed from the readings by a Reader).
+struct BlockSpan {
+  std::int64_t block = -1;  // -1: none
+  std::int64_t min_ts = 0;
+  std::int64_t max_ts = 0;
+  friend bool operator==(const BlockSpan&, const BlockSpan&) = default;
+};
+
+// Rows of the export_readings / next_readings (readings) and export_events / next_events
+// (events) column layouts. Errors: corrupt when the reading names an unknown series.
+Result<Reading> reading_from_row(sqlite3_stmt* s, const SeriesDict& series);
+Event event_from_row(sqlite3_stmt* s);
+
+// Adds the series rows with ids from series.size() on (all of them into a fresh dictionary).
+// Errors: corrupt when the ids are not dense.
+Result<void> load_series(sqlite3* db, SeriesDict& series);
+
+// The export walks of Store and Reader (export.cpp). `blocks` and `rows` are statements of
+// sql::export_blocks and sql::export_readings; `open` the block not in ts_blocks yet.
+Result<std::uint64_t> export_readings_walk(sqlite3* db, sqlite3_stmt* blocks, sqlite3_stmt* rows,
+                                           const SeriesDict& series, const BlockSpan& open,
+                                           std::string_view meter, std::int64_t from_ms,
+                                           std::int64_t to_ms,
+                                           const std::function<bool(const Reading&)>& visit);
+Result<std::uint64_t> export_events_walk(sqlite3* db, sqlite3_stmt* events, std::string_view meter,
+                                         std::int64_t from_ms, std::int64_t to_ms,
+                                         const std::function<bool(const Event&)>& visit);
+
 }  // namespace detail
 
 class Store::Impl {
@@ -119,12 +167,7 @@ class Store::Impl {
   // Time summary of the ts_blocks block that is still filling (the block of the highest
   // reading seq). Written to ts_blocks when a reading lands in a later block, in the same
   // transaction; rebuilt from its (at most 4096) rows at open.
-  struct OpenBlock {
-    std::int64_t block = -1;  // -1: none
-    std::int64_t min_ts = 0;
-    std::int64_t max_ts = 0;
-    friend bool operator==(const OpenBlock&, const OpenBlock&) = default;
-  };
+  using OpenBlock = detail::BlockSpan;
 
   // Everything in memory that a write transaction may change. in_transaction() copies it whole
   // before the body runs and assigns the copy back if the transaction rolls back, so no field

@@ -1,6 +1,7 @@
-// meterctl: the field technician's tool. Today: DL/T 645 frame tools that
-// need no daemon (decode a capture, encode a request). The control-socket
-// commands arrive with the daemon.
+// meterctl: the field technician's tool (docs/meterctl.md). The verbs that
+// talk to meterd over its control socket live in verbs.cpp (client.cpp: the
+// socket; output.cpp: tables and colour); the DL/T 645 frame tools that need
+// no daemon (decode a capture, encode a request) are here.
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -12,6 +13,8 @@
 #include <CLI/CLI.hpp>
 
 #include "firmware/frame_report.hpp"
+#include "firmware/meterctl/client.hpp"
+#include "firmware/meterctl/verbs.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/requests.hpp"
 #include "protocol/dlt645/values.hpp"
@@ -148,6 +151,9 @@ std::string one_line(std::string text) {
 int main(int argc, char** argv) {
   CLI::App app{"meterctl: the meterd technician's tool"};
   app.require_subcommand(1);
+  // Global options may follow the verb too: meterctl status --json.
+  app.fallthrough();
+  meterd::meterctl::DaemonVerbs daemon_verbs(app);
 
   // ---- decode ----
   auto* decode =
@@ -223,6 +229,14 @@ int main(int argc, char** argv) {
     // Every usage error: one line on stderr, exit 2 (CLI11 would exit 104-109).
     std::cerr << "meterctl: " << one_line(e.what()) << " (see meterctl --help)\n";
     return 2;
+  }
+
+  try {
+    if (daemon_verbs.chosen()) return daemon_verbs.run();
+  } catch (const meterd::meterctl::Failure& f) {
+    std::cout.flush();
+    std::cerr << "meterctl: " << f.message << "\n";
+    return f.code;
   }
 
   try {

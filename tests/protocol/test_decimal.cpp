@@ -75,6 +75,29 @@ TEST_CASE("exact JSON numbers keep the meter's digits") {
   CHECK(back["value"].dump() == "220.1");
 }
 
+TEST_CASE("parse_exact keeps a number's text: trailing zeros, long digits, exponents") {
+  using meterd::protocol::dump;
+  using meterd::protocol::number_text;
+  using meterd::protocol::parse_exact;
+  const std::string text =
+      R"({"a":230.10,"b":[0.10,-0.005,1e3,12345678901234567890123],"c":17,"d":"230.10",)"
+      R"("e":{"f":-0.0}})";
+  const auto j = parse_exact(text);
+  REQUIRE_FALSE(j.is_discarded());
+  // nlohmann's own parse would give 230.1 and 0.1 (a careless client loses the meter's digits).
+  CHECK(nlohmann::json::parse(text)["a"].dump() == "230.1");
+  CHECK(dump(j) == text);
+  CHECK(number_text(j["a"]) == "230.10");
+  CHECK(number_text(j["b"][3]) == "12345678901234567890123");
+  CHECK(number_text(j["c"]) == "17");
+  CHECK_FALSE(number_text(j["d"]));  // a string is not a number
+  CHECK(j["d"] == "230.10");
+  CHECK(parse_exact("{\"a\":").is_discarded());
+  CHECK(parse_exact("[1,]").is_discarded());
+  // A string posing as a marked number is refused, not turned into a number.
+  CHECK(parse_exact("[\"\\u0001dec:5\"]").is_discarded());
+}
+
 TEST_CASE("rescale: exact, overflow-checked, constant time at any exponent") {
   using meterd::protocol::rescale;
   using meterd::protocol::Rounding;
