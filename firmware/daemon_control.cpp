@@ -384,7 +384,7 @@ void Daemon::stored(const buffer::Batch& batch, const buffer::AppendResult& seqs
         if (!f->meter.empty() && e->meter != f->meter) continue;
         buffer::Event copy = *e;
         copy.seq = s;
-        deliver(f, *session, control_data(f->id_json, event_payload(copy)));
+        deliver(f, *session, control_data(f->id_json, event_row_json(copy)));
       }
     }
     ++it;
@@ -513,7 +513,7 @@ void Daemon::start_export(const std::shared_ptr<Session>& session, ControlReques
         }
         if (going && r.events) {
           auto res = reader->export_events(m, r.from_ms, r.to_ms, [&](const buffer::Event& x) {
-            return take(event_payload(x));
+            return take(event_row_json(x));
           });
           if (!res && going) {
             code = "io_error";

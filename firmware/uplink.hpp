@@ -146,9 +146,6 @@ class Uplink {
 std::string iso8601_ms(std::int64_t ms);  // "2026-12-01T04:53:33.123Z"
 std::string readings_payload(const std::string& gateway, std::uint64_t batch,
                              const std::vector<buffer::Reading>& readings);
-// One reading as in a readings payload:
-// {"seq","meter","quantity","value","unit","ts"[,"frozen","read_ts"][,"quality"]}.
-std::string reading_json(const buffer::Reading& r);
 std::string event_payload(const buffer::Event& event);
 // One row of the control socket's tail and export (docs/control.md "A row"), one line of JSON:
 // a reading exactly as in readings_payload(), an event as {seq, meter, event, ts, data}.
