@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,12 +55,12 @@ float float_abcd(const std::vector<std::uint16_t>& w) {
 bool plausible(float f, float lo, float hi) { return std::isnormal(f) && f >= lo && f <= hi; }
 
 std::string shortest(float f) {
-  char buf[32];
-  for (int precision = 1; precision <= 9; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, static_cast<double>(f));
-    if (std::strtof(buf, nullptr) == f) break;
-  }
-  return buf;
+  if (std::isnan(f)) return "nan";
+  if (std::isinf(f)) return f > 0 ? "inf" : "-inf";
+  // The shortest text that reads back as exactly this float.
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, f);
+  return std::string(buf, r.ptr);
 }
 
 std::string words_hex(const std::vector<std::uint16_t>& w) {
@@ -81,8 +82,9 @@ std::string hex2(unsigned v) {
 // A bus's port as the search uses it.
 class PortLink final : public ScanLink {
  public:
-  PortLink(drivers::BusPort& port, const drivers::Dlt645Options& d, const drivers::ModbusOptions& m)
-      : port_(port), dlt_(d), modbus_(m) {}
+  PortLink(drivers::BusPort& port, const drivers::Dlt645Options& d, const drivers::ModbusOptions& m,
+           bool& answered)
+      : port_(port), dlt_(d), modbus_(m), answered_(answered) {}
 
   drivers::Dlt645Heard listen(const dlt::Frame& request) override {
     if (!port_.serial) {
@@ -111,7 +113,18 @@ class PortLink final : public ScanLink {
       r.outcome = Outcome::bus_down;
       return r;
     }
-    auto r = port_.modbus->read(unit, function, address, count, modbus_);
+    // Eastron meters do not hear a request sooner than 60 ms after the last
+    // frame on the wire (docs/modbus.md, quirks): after an answer, 100 ms
+    // (their recommendation); after a timeout the line has been quiet that
+    // long already, unless the timeout is shorter.
+    auto options = modbus_;
+    const auto gap = std::chrono::microseconds(100000);
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::microseconds>(modbus_.limits.response_timeout);
+    options.min_gap =
+        std::max(options.min_gap, answered_ ? gap : std::max(gap - waited, std::chrono::microseconds(0)));
+    auto r = port_.modbus->read(unit, function, address, count, options);
+    answered_ = r.outcome != Outcome::timeout;
     port_.note(r.outcome);
     return r;
   }
@@ -120,6 +133,7 @@ class PortLink final : public ScanLink {
   drivers::BusPort& port_;
   drivers::Dlt645Options dlt_;
   drivers::ModbusOptions modbus_;
+  bool& answered_;  // the last Modbus read was answered (kept across steps)
 };
 
 std::string toml_string(const std::string& s) {
@@ -140,9 +154,6 @@ class Scanner::Impl {
     dlt_ = drivers::dlt645_options(bus);
     modbus_ = drivers::modbus_options(bus);
     modbus_.retries = 0;  // one try: a scan asks 247 units
-    // Eastron meters do not hear a request sooner than 60 ms after the last
-    // frame on the wire (docs/modbus.md, quirks): 100 ms, their recommendation.
-    modbus_.min_gap = std::max(modbus_.min_gap, std::chrono::microseconds(100000));
     if (req_.protocol == "modbus") {
       if (req_.first_unit < 1 || req_.last_unit > 247 || req_.first_unit > req_.last_unit)
         fail("unit ids: expected 1 <= first <= last <= 247, got " +
@@ -451,6 +462,7 @@ class Scanner::Impl {
   std::deque<dlt::Address> to_identify_;
   // Modbus
   unsigned next_unit_ = 1;
+  bool modbus_answered_ = false;
 
   friend class Scanner;
 };
@@ -469,7 +481,7 @@ void Scanner::step(drivers::BusPort& port) {
     impl_->fail(port.stopping ? "bus stopped" : "bus down");
     return;
   }
-  PortLink link(port, impl_->dlt_, impl_->modbus_);
+  PortLink link(port, impl_->dlt_, impl_->modbus_, impl_->modbus_answered_);
   impl_->step(link);
 }
 

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "firmware/frame_report.hpp"
+#include "firmware/meterctl/direct.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/requests.hpp"
 #include "protocol/dlt645/values.hpp"
@@ -215,6 +216,7 @@ int main(int argc, char** argv) {
       ->required();
   e_relay->add_flag("--preamble", preamble, "Prefix four FE wake-up bytes");
 
+  auto direct = meterd::meterctl::add_direct_commands(app);  // probe, modbus, scan on --port
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help: the help text on stdout, exit 0
@@ -225,6 +227,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (auto rc = meterd::meterctl::run_direct(*direct)) return *rc;
   try {
     if (decode->parsed()) {
       std::optional<dlt::Version> forced;
