@@ -121,8 +121,8 @@ class PortLink final : public ScanLink {
     const auto gap = std::chrono::microseconds(100000);
     const auto waited =
         std::chrono::duration_cast<std::chrono::microseconds>(modbus_.limits.response_timeout);
-    options.min_gap =
-        std::max(options.min_gap, answered_ ? gap : std::max(gap - waited, std::chrono::microseconds(0)));
+    options.min_gap = std::max(
+        options.min_gap, answered_ ? gap : std::max(gap - waited, std::chrono::microseconds(0)));
     auto r = port_.modbus->read(unit, function, address, count, options);
     answered_ = r.outcome != Outcome::timeout;
     port_.note(r.outcome);
