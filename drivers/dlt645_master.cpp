@@ -315,6 +315,92 @@ Dlt645Read dlt645_read(SerialLine& line, dlt::Version version, const dlt::Addres
   return r;
 }
 
+Dlt645Heard dlt645_split(std::span<const std::uint8_t> heard) {
+  Dlt645Heard out;
+  out.heard_bytes = heard.size();
+  // Bytes inside clean frames are accounted for; every other byte but a
+  // wake-up FE is garbage.
+  std::vector<bool> in_frame(heard.size(), false);
+  dlt::StreamDecoder decoder;
+  decoder.feed(heard);
+  const auto take = [&](std::uint64_t base, const dlt::DecodeResult& r) {
+    if (r.status == dlt::DecodeStatus::frame) {
+      const std::size_t from = static_cast<std::size_t>(base) + r.skipped;
+      for (std::size_t i = from; i < from + r.frame_size && i < in_frame.size(); ++i)
+        in_frame[i] = true;
+      out.frames.push_back(r.frame);
+    } else if (r.status == dlt::DecodeStatus::error) {
+      ++out.bad_frames;
+    }
+  };
+  for (;;) {
+    const auto base = decoder.offset();
+    const auto r = decoder.next();
+    if (!r) break;
+    take(base, *r);
+  }
+  for (;;) {
+    const auto base = decoder.offset();
+    const auto r = decoder.flush();
+    if (!r) break;
+    take(base, *r);
+  }
+  for (std::size_t i = 0; i < heard.size(); ++i)
+    if (!in_frame[i] && heard[i] != dlt::wake_byte) ++out.garbage_bytes;
+  return out;
+}
+
+Dlt645Heard dlt645_listen_all(SerialLine& line, const dlt::Frame& request,
+                              const Dlt645Options& options) {
+  Dlt645Heard out;
+  const auto bytes = dlt::encode(request, options.preamble);
+  if (bytes.empty()) {
+    out.error = std::make_error_code(std::errc::message_size);
+    return out;
+  }
+  quiet_line(line, options.min_gap, out.tally);
+  ++out.tally.attempts;
+  const auto t0 = SteadyClock::now();
+  if ((out.error = line.write(bytes, out.tally))) return out;
+  if (options.echo) line.discard_echo(bytes, options.limits, out.tally);
+
+  // The whole window, whatever arrives: SerialLine::read with a test that
+  // never says complete ends after the byte timeout of silence (or at the
+  // response timeout with nothing); past the window's end a read returns at
+  // once unless bytes are waiting, so the loop ends when the line is quiet.
+  std::vector<std::uint8_t> heard;
+  const auto window_end = line.request_end() + options.limits.response_timeout;
+  // A line that never falls silent (a babbling transmitter) ends the window
+  // after this many bytes: more than 100 answers' worth.
+  constexpr std::size_t cap = 32768;
+  const auto never = [](std::span<const std::uint8_t> so_far) {
+    return so_far.size() >= cap ? Completion::complete : Completion::need_more;
+  };
+  while (heard.size() < cap) {
+    auto r = line.read(never, options.limits, out.tally);
+    heard.insert(heard.end(), r.bytes.begin(), r.bytes.end());
+    if (r.error) {
+      out.error = r.error;
+      break;
+    }
+    if (r.bytes.empty() && SteadyClock::now() >= window_end) break;
+  }
+  {
+    auto split = dlt645_split(heard);
+    out.frames = std::move(split.frames);
+    out.garbage_bytes = split.garbage_bytes;
+    out.bad_frames = split.bad_frames;
+    out.heard_bytes = split.heard_bytes;
+    out.tally.bad_frames += static_cast<std::uint32_t>(split.bad_frames);
+  }
+  out.tally.noise_bytes += out.garbage_bytes;
+  if (heard.empty()) ++out.tally.timeouts;
+  const auto end = std::max(line.wire_end(), SteadyClock::now());
+  out.tally.busy += duration_cast<microseconds>(end - t0) - out.tally.silence;
+  if (out.tally.busy < microseconds(0)) out.tally.busy = microseconds(0);
+  return out;
+}
+
 Tally dlt645_broadcast(SerialLine& line, const dlt::Frame& request, const Dlt645Options& options) {
   Tally tally;
   const auto bytes = dlt::encode(request, options.preamble);

@@ -62,6 +62,34 @@ Dlt645Read dlt645_read(SerialLine& line, protocol::dlt645::Version version,
                        const protocol::dlt645::Address& address, std::uint32_t di,
                        const Dlt645Options& options);
 
+// Everything heard after one request, for the bus search (firmware/scan):
+// several meters may answer one AA-wildcarded request, one after another
+// (clean frames) or at once (garbage).
+struct Dlt645Heard {
+  std::vector<protocol::dlt645::Frame> frames;  // well-formed frames, in arrival order
+  // Bytes heard outside those frames, wake-up FE bytes excepted: overlapping
+  // answers, checksum errors, cut-off frames, line noise.
+  std::size_t garbage_bytes = 0;
+  std::size_t bad_frames = 0;   // candidates the decoder rejected (checksum, end byte, cut off)
+  std::size_t heard_bytes = 0;  // everything read, echo excepted
+  Tally tally;
+  std::error_code error;  // write or read failure: the port is gone
+  bool silent() const noexcept { return heard_bytes == 0; }
+  bool clean() const noexcept { return garbage_bytes == 0 && bad_frames == 0; }
+};
+
+// Sends `request` once and listens for the whole window: until the response
+// timeout after the request has passed, and then until the line has been
+// silent for the byte timeout (an answer in progress is heard to its end).
+// It never stops at the first frame: a meter with a longer turnaround may
+// answer after another one. The bytes are then split into clean frames and
+// garbage by the streaming decoder (which finds a frame behind noise or a
+// false head).
+Dlt645Heard dlt645_listen_all(SerialLine& line, const protocol::dlt645::Frame& request,
+                              const Dlt645Options& options);
+// The split alone (pure): frames, garbage and bad frames of `heard`.
+Dlt645Heard dlt645_split(std::span<const std::uint8_t> heard);
+
 // Broadcasts a frame nobody answers (time sync to 999999999999): writes it
 // and keeps the line silent for the answer time a meter would have taken,
 // so a meter busy with it is not addressed at once.

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,8 +26,13 @@
 namespace meterd::firmware {
 
 struct ScanRequest {
-  std::string protocol = "dlt645";  // "dlt645" | "modbus"
+  std::string protocol = "dlt645";           // "dlt645" | "modbus"
   unsigned first_unit = 1, last_unit = 247;  // modbus
+  // DL/T 645: after the search with 2007 reads, search again with 1997
+  // reads (01H), for 1997 meters that stay silent to 2007 frames. Meters
+  // that answer any frame to their address (an ERR answer counts) are found
+  // by the first search; this doubles the bus time.
+  bool search_1997 = false;
 };
 
 struct FoundMeter {
@@ -43,6 +49,21 @@ struct ScanProgress {
   std::size_t probes = 0;  // requests sent so far
 };
 
+// The bus as the search uses it: a BusPort in the daemon and in meterctl's
+// direct mode (PortLink in scan.cpp), scripted meters in the unit tests.
+class ScanLink {
+ public:
+  virtual ~ScanLink() = default;
+  // DL/T 645: one request, everything heard in its window (drivers::dlt645_listen_all).
+  virtual drivers::Dlt645Heard listen(const protocol::dlt645::Frame& request) = 0;
+  // DL/T 645: one exchange with one meter, with the bus's retries.
+  virtual drivers::Dlt645Answer exchange(protocol::dlt645::Version version,
+                                         const protocol::dlt645::Frame& request) = 0;
+  // Modbus: one read, one try (FC 03/04).
+  virtual drivers::RegisterRead read_registers(std::uint8_t unit, std::uint8_t function,
+                                               std::uint16_t address, std::uint16_t count) = 0;
+};
+
 class Scanner {
  public:
   Scanner(ScanRequest request, const drivers::BusConfig& bus);
@@ -55,9 +76,14 @@ class Scanner {
   // on the thread that owns the port. A down port finishes the scan with
   // error() set.
   void step(drivers::BusPort& port);
+  // The same on any link (tests).
+  void step(ScanLink& link);
   ScanProgress progress() const;
   const std::vector<FoundMeter>& found() const noexcept;  // in the order found
-  const std::string& error() const noexcept;             // "" unless the scan failed
+  const std::string& error() const noexcept;              // "" unless the scan failed
+  // What the scan could not settle (a pattern still garbled after retries,
+  // an address that answered the search but not a read), for people.
+  const std::vector<std::string>& warnings() const noexcept;
 
  private:
   class Impl;

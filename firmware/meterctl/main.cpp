@@ -15,6 +15,7 @@
 #include "firmware/frame_report.hpp"
 #include "firmware/meterctl/client.hpp"
 #include "firmware/meterctl/verbs.hpp"
+#include "firmware/meterctl/direct.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/requests.hpp"
 #include "protocol/dlt645/values.hpp"
@@ -221,6 +222,7 @@ int main(int argc, char** argv) {
       ->required();
   e_relay->add_flag("--preamble", preamble, "Prefix four FE wake-up bytes");
 
+  auto direct = meterd::meterctl::add_direct_commands(app);  // probe, modbus, scan on --port
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help: the help text on stdout, exit 0
@@ -231,6 +233,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (auto rc = meterd::meterctl::run_direct(*direct)) return *rc;
   try {
     if (daemon_verbs.chosen()) return daemon_verbs.run();
   } catch (const meterd::meterctl::Failure& f) {

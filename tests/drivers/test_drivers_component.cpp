@@ -468,3 +468,75 @@ TEST_CASE(
   CHECK(states.size() == 1);  // down once, not once per attempt
   CHECK_FALSE(states[0].first);
 }
+
+// ---- dlt645_listen_all: the bus search's window ------------------------------
+
+TEST_CASE(
+    "listen_all: answers one after another are all heard, gaps longer than the byte timeout "
+    "included") {
+  // Catches: a window that ends at the first frame or at the first silence
+  // of a byte timeout (the later meters' answers would then land in the
+  // next probe's window).
+  FakePeer peer(at(9600));
+  auto line = open_line(peer, at(9600));
+  const auto m3 = *dlt::Address::parse("000000000003");
+  peer.play({{{{30ms, energy_answer(meter1)},
+               {150ms, energy_answer(meter2)},
+               {150ms, energy_answer(m3)}}}},
+            dlt_request);
+  const auto h =
+      dlt645_listen_all(line, dlt::request::read(dlt::Address::wildcard(), 0x00010000), options());
+  peer.join();
+  CHECK(!h.error);
+  REQUIRE(h.frames.size() == 3);
+  CHECK(h.frames[0].address == meter1);
+  CHECK(h.frames[1].address == meter2);
+  CHECK(h.frames[2].address == m3);
+  CHECK(h.garbage_bytes == 0);  // the FE wake-up bytes are not garbage
+  CHECK(h.clean());
+  CHECK(h.tally.attempts == 1);
+}
+
+TEST_CASE("listen_all: overlapping answers are garbage, a clean frame beside them is kept") {
+  // Catches: a splitter that drops the garbage silently (the search would
+  // never split) or that loses the clean frame behind it.
+  FakePeer peer(at(9600));
+  auto line = open_line(peer, at(9600));
+  auto a = energy_answer(meter1), b = energy_answer(meter2);
+  Bytes ored(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) ored[i] = a[i] | b[i];
+  peer.play({{{{30ms, ored}, {100ms, energy_answer(meter2)}}}}, dlt_request);
+  const auto h =
+      dlt645_listen_all(line, dlt::request::read(dlt::Address::wildcard(), 0x00010000), options());
+  peer.join();
+  REQUIRE(h.frames.size() == 1);
+  CHECK(h.frames[0].address == meter2);
+  CHECK(h.garbage_bytes > 0);
+  CHECK(!h.clean());
+  CHECK(!h.silent());
+}
+
+TEST_CASE("listen_all: an answer still arriving when the window closes is heard to its end") {
+  // Catches: cutting the window at the response timeout mid-answer.
+  FakePeer peer(at(9600));
+  auto line = open_line(peer, at(9600));
+  const auto whole = energy_answer(meter1);
+  const Bytes head(whole.begin(), whole.begin() + 8), tail(whole.begin() + 8, whole.end());
+  peer.play({{{{560ms, head}, {70ms, tail}}}}, dlt_request);
+  const auto h =
+      dlt645_listen_all(line, dlt::request::read(dlt::Address::wildcard(), 0x00010000), options());
+  peer.join();
+  REQUIRE(h.frames.size() == 1);
+  CHECK(h.clean());
+}
+
+TEST_CASE("listen_all: silence is silent") {
+  FakePeer peer(at(9600));
+  auto line = open_line(peer, at(9600));
+  peer.play({{{}}}, dlt_request);
+  const auto h = dlt645_listen_all(line, dlt::request::read_address(), options());
+  peer.join();
+  CHECK(h.silent());
+  CHECK(h.frames.empty());
+  CHECK(h.tally.timeouts == 1);
+}
