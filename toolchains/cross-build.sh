@@ -3,7 +3,12 @@
 # component tests under qemu-user. See docs/cross-build.md.
 #
 # Usage (as root, or with sudo available), from anywhere:
-#   toolchains/cross-build.sh aarch64|armhf [extra cmake arguments...]
+#   toolchains/cross-build.sh aarch64|armhf [--targets "T1 T2 ..."] [--package] [extra cmake arguments...]
+#
+# --targets: build only these targets (and what they need) instead of every
+#   one; the tests are then not run (their executables are not built).
+# --package: after the build, `cpack -G DEB` the meterd package for the
+#   target into build-<arch>/package/ (toolchains/package.sh does both).
 #
 # 1. installs the cross compiler and qemu-user, then, through Debian multiarch
 #    (dpkg --add-architecture), the target's -dev packages; idempotent: only
@@ -29,7 +34,7 @@
 # instead of aligning versions); METERD_CROSS_SKIP_INSTALL=1 (no package step).
 set -euo pipefail
 
-usage() { echo "usage: $0 aarch64|armhf [cmake args...]" >&2; exit 2; }
+usage() { echo "usage: $0 aarch64|armhf [--targets \"T1 T2 ...\"] [--package] [cmake args...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 case "$1" in
   aarch64|arm64) arch=aarch64 debarch=arm64 triplet=aarch64-linux-gnu qemu=qemu-aarch64 ;;
@@ -37,6 +42,15 @@ case "$1" in
   *) usage ;;
 esac
 shift
+targets=()
+package=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --targets) [ $# -ge 2 ] || usage; read -ra targets <<<"$2"; shift 2 ;;
+    --package) package=1; shift ;;
+    *) break ;;
+  esac
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build-$arch"
@@ -205,7 +219,11 @@ cmake -S "$root" -B "$build" -G Ninja \
   -DBUILD_TESTING=ON \
   -DMETERD_PROTOCOL_ONLY=OFF \
   "$@"
-cmake --build "$build" -j "$jobs"
+if [ ${#targets[@]} -gt 0 ]; then
+  cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+else
+  cmake --build "$build" -j "$jobs"
+fi
 log "configure + build took $((SECONDS - t_build)) s"
 
 # Every ELF in bin/ must be for the target, not the host.
@@ -218,7 +236,23 @@ for f in "$build"/bin/*; do
   log "$(du -h "$f" | cut -f1)	$(basename "$f")	($m)"
 done
 
+# ------------------------------------------------------------- the package
+if [ $package = 1 ]; then
+  t_pkg=$SECONDS
+  # The generated CPack config sets DEB_HOST_ARCH=$debarch for
+  # dpkg-shlibdeps, which then resolves the binaries' libraries in
+  # /usr/lib/$triplet to the :$debarch packages installed above.
+  (cd "$build" && cpack -G DEB -B "$build/package")
+  deb=$(ls -t "$build"/package/meterd_*_"$debarch".deb | head -1)
+  log "package: $deb ($(stat -c %s "$deb") bytes) in $((SECONDS - t_pkg)) s"
+fi
+
 # --------------------------------------------------------------- 4. tests
+if [ ${#targets[@]} -gt 0 ]; then
+  log "tests not run: only ${targets[*]} built (--targets)"
+  log "total $((SECONDS - t_start)) s"
+  exit 0
+fi
 # A test in none of the tiers is neither run here nor knowingly left out: say so.
 mapfile -t unclassified < <(comm -23 \
   <(ctest --test-dir "$build" -N | sed -nE 's/^ *Test +#[0-9]+: +//p' | sort) \

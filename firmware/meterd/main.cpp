@@ -5,21 +5,27 @@
 // Signals (through the loop): SIGHUP reloads the config (a bad one is
 // refused and logged, the running one carries on); SIGTERM/SIGINT stop:
 // the exchange in flight finishes, the buffer is closed cleanly, exit 0.
+// Under systemd (Type=notify, firmware/notify.hpp): READY=1 once started,
+// RELOADING=1 ... READY=1 around a reload, STOPPING=1 on SIGTERM, and
+// WATCHDOG=1 at half of WatchdogSec= from the loop thread.
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <malloc.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "firmware/config.hpp"
 #include "firmware/daemon.hpp"
+#include "firmware/notify.hpp"
 
 namespace fw = meterd::firmware;
 
@@ -43,6 +49,13 @@ void setup_logging(const std::string& level) {
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
+}
+
+// systemctl status shows this line.
+std::string status_line(const fw::Config& c) {
+  return "polling " + std::to_string(c.meters.size()) +
+         (c.meters.size() == 1 ? " meter" : " meters") + " on " + std::to_string(c.buses.size()) +
+         (c.buses.size() == 1 ? " bus" : " buses");
 }
 
 int print_errors(const fw::LoadResult& r, const std::string& file) {
@@ -93,18 +106,41 @@ int main(int argc, char** argv) {
   if (!loaded.errors.empty()) return print_errors(loaded, config_file);
 
   setup_logging(log_level);
+  auto notify = fw::Notifier::from_environment();
+  if (!notify.problem().empty()) spdlog::warn("{}: no systemd notifications", notify.problem());
   boost::asio::io_context io;
+  std::string status = status_line(*loaded.config);
   fw::Daemon daemon(io, std::move(*loaded.config), wall_ms);
   try {
     daemon.start();
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     std::cerr << "meterd: " << e.what() << "\n";
+    notify.status(std::string("cannot start: ") + e.what());
     return 1;
+  }
+  notify.send("READY=1\nSTATUS=" + status);
+
+  // The watchdog pings come from the loop thread itself: if the loop hangs,
+  // they stop and systemd restarts meterd.
+  boost::asio::steady_timer watchdog_timer(io);
+  std::function<void()> arm_watchdog = [&] {
+    const auto period = fw::watchdog_ping_period(*notify.watchdog());
+    watchdog_timer.expires_after(period);
+    watchdog_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      notify.watchdog_ping();
+      arm_watchdog();
+    });
+  };
+  if (notify.watchdog()) {
+    notify.watchdog_ping();
+    arm_watchdog();
   }
 
   // SIGHUP and the `reload` command: a bad config is refused whole.
   const auto reload = [&]() -> std::vector<std::string> {
+    notify.reloading();
     auto next = fw::load_config(config_file);
     std::vector<std::string> errors;
     for (const auto& e : next.errors) errors.push_back(e.to_string());
@@ -113,8 +149,12 @@ int main(int argc, char** argv) {
       spdlog::error("reload refused: {} errors; the running config carries on", errors.size());
     } else {
       spdlog::info("reload: {}", config_file);
+      status = status_line(*next.config);
       daemon.reload(std::move(*next.config));
     }
+    // READY=1 either way: a refused reload leaves the old config running.
+    notify.send("READY=1\nSTATUS=" + status +
+                (errors.empty() ? "" : " (last reload refused: see the log)"));
     return errors;
   };
   daemon.set_reloader(reload);
@@ -129,6 +169,8 @@ int main(int argc, char** argv) {
           return;
         }
         spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
+        notify.stopping();
+        watchdog_timer.cancel();
         daemon.log_summary();
         daemon.stop();
         io.stop();
