@@ -500,7 +500,9 @@ std::shared_ptr<DirectCommands> add_direct_commands(CLI::App& app) {
     c->scan->add_flag("--with-1997", c->with_1997,
                       "Direct mode, dlt645: search again with 1997 reads (for 1997 meters deaf "
                       "to 2007 frames; twice the time)");
-  if (!c->scan->get_option_no_throw("--json"))
+  // The global --json (the daemon verbs') reaches the subcommand too; a
+  // second flag of the same name there would swallow it.
+  if (!c->scan->get_option_no_throw("--json") && !app.get_option_no_throw("--json"))
     c->scan->add_flag("--json", c->json, "One JSON document");
   return c;
 }
@@ -512,9 +514,16 @@ std::optional<int> run_direct(DirectCommands& c) {
     if (c.scan->parsed()) {
       if (c.port.empty() && c.host.empty() && !c.own_scan) return std::nullopt;  // the daemon's
       if (!c.own_scan) {
-        // Shared with the daemon's scan: its own --json flag counts too.
+        // Shared with the daemon's scan: options both define are bound to
+        // the daemon side's variables; take their values from the parse.
         const auto* j = c.scan->get_option_no_throw("--json");
         if (j && j->count() > 0) c.json = true;
+        if (const auto* o = c.scan->get_option_no_throw("--protocol"); o && o->count() > 0)
+          c.scan_protocol = o->as<std::string>();
+        if (const auto* o = c.scan->get_option_no_throw("--first"); o && o->count() > 0)
+          c.first = o->as<unsigned>();
+        if (const auto* o = c.scan->get_option_no_throw("--last"); o && o->count() > 0)
+          c.last = o->as<unsigned>();
       }
       return run_scan(c);
     }
