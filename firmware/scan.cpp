@@ -114,15 +114,13 @@ class PortLink final : public ScanLink {
       return r;
     }
     // Eastron meters do not hear a request sooner than 60 ms after the last
-    // frame on the wire (docs/modbus.md, quirks): after an answer, 100 ms
-    // (their recommendation); after a timeout the line has been quiet that
-    // long already, unless the timeout is shorter.
+    // frame on the wire (docs/modbus.md, quirks): 100 ms, their
+    // recommendation, counted by the line from the end of the last frame,
+    // whoever sent it. In the daemon the schedule's reads run between the
+    // probes, so the last frame is often a meter's answer even when the
+    // previous probe timed out; after a timeout the wait is already over.
     auto options = modbus_;
-    const auto gap = std::chrono::microseconds(100000);
-    const auto waited =
-        std::chrono::duration_cast<std::chrono::microseconds>(modbus_.limits.response_timeout);
-    options.min_gap = std::max(
-        options.min_gap, answered_ ? gap : std::max(gap - waited, std::chrono::microseconds(0)));
+    options.min_gap = std::max(options.min_gap, std::chrono::microseconds(100000));
     auto r = port_.modbus->read(unit, function, address, count, options);
     answered_ = r.outcome != Outcome::timeout;
     port_.note(r.outcome);
