@@ -127,6 +127,7 @@ timeout 10 mosquitto_sub -h 127.0.0.1 -p "$port" -c -i demo-headend -q 1 -t "$pr
 setsid build/bin/meterd --config "$run/meterd.toml" 2>"$run/meterd.log" &
 started meterd $!
 echo "demo: broker 127.0.0.1:$port, run folder $run (Ctrl-C stops)"
+echo "demo: the technician's view: build/bin/meterctl --config $run/meterd.toml status (or meters, tail, read m02, scan rs485-1)"
 
 # The view runs in its own group too; the terminal's Ctrl-C reaches this
 # script only, which passes it on, so the view prints its summary and stops

@@ -275,6 +275,13 @@ class Scanner::Impl {
     const bool dirty = take(h, address);
     if (!dirty) {
       resolved_ += p.weight();
+    } else if (p.fixed < 6 && h.frames.empty() && p.tries == 0) {
+      // Garbage and not one frame: a collision, or line noise over an empty
+      // subtree. Ask once more before splitting: a collision garbles again,
+      // noise rarely strikes twice, and a split costs 100 probes.
+      Pattern again = p;
+      ++again.tries;
+      queue_.push_front(again);
     } else if (p.fixed < 6) {
       split(p);
     } else if (p.tries < leaf_retries) {

@@ -334,7 +334,7 @@ int DaemonVerbs::status() {
         m += "; last PUBACK " + age_of(mqtt["last_puback"].get<std::string>());
       else
         m += "; no PUBACK yet";
-      m += "; " + field(mqtt, "published") + " published, " + field(mqtt, "acked_rows") +
+      m += "; " + field(mqtt, "publishes") + " published, " + field(mqtt, "acked_rows") +
            " rows acked";
     }
     lines.emplace_back("mqtt", m);

@@ -194,7 +194,7 @@ const std::string status_result =
     R"("meters":{"total":18,"online":15,"offline":2,"unknown":1,"offline_ids":["m17","m18"]},)"
     R"("buffer":{"readings":1200,"events":3,"inflight":0,"oldest_unsent":"2026-12-01T08:59:57.900Z",)"
     R"("oldest_unsent_age_s":2.1},"mqtt":{"enabled":true,"state":"connected",)"
-    R"("broker":"127.0.0.1:1883","last_puback":"2026-12-01T08:59:59.812Z","published":120,)"
+    R"("broker":"127.0.0.1:1883","last_puback":"2026-12-01T08:59:59.812Z","publishes":120,)"
     R"("acked_rows":1190}})";
 
 // Answers every verb with a canned result naming `who`, so discovery can be told apart.

@@ -37,6 +37,7 @@ class FakeBus final : public ScanLink {
   bool gateway = false;              // Modbus TCP converter: an absent unit answers exception 0BH
   std::vector<dlt::Frame> phantoms;  // clean frames added to the read-address window
   std::size_t listens = 0, exchanges = 0, reads = 0;
+  std::set<std::size_t> noise_at;  // listens (1-based) that also hear line noise
 
   void add_dlt(const std::string& address, std::size_t turnaround,
                dlt::Version v = dlt::Version::v2007, bool ignores_2007 = false) {
@@ -74,6 +75,7 @@ class FakeBus final : public ScanLink {
         const auto bytes = dlt::encode(p, 0);
         heard.insert(heard.end(), bytes.begin(), bytes.end());
       }
+    if (noise_at.count(listens)) heard.insert(heard.end(), {0x00, 0xFF, 0x3A, 0x91});
     return drivers::dlt645_split(heard);
   }
 
@@ -196,6 +198,18 @@ TEST_CASE("answers one after another in one window each name a meter") {
   const auto s = run(bus, {});
   CHECK(addresses(s) == std::set<std::string>{addr(11), addr(22), addr(33)});
   CHECK(bus.listens == 1);  // no garbage: nothing to split
+}
+
+// Careless: splits on every garbled window, so one burst of line noise over
+// an empty subtree costs 100 probes (on a noisy bus the search never ends).
+TEST_CASE("noise over an empty pattern is asked again, not split") {
+  FakeBus bus;
+  bus.add_dlt(addr(1), 0);
+  bus.add_dlt(addr(2), 1);  // collide: read-address garbles, the search splits into A0 = 00..99
+  bus.noise_at = {5};       // the probe of A0 = 03 (nobody there) hears noise once
+  const auto s = run(bus, {});
+  CHECK(addresses(s) == std::set<std::string>{addr(1), addr(2)});
+  CHECK(bus.listens == 1 + 100 + 1);  // one probe asked again, nothing split
 }
 
 // Careless: treats garbage as no meter, or never splits.
