@@ -95,6 +95,15 @@ void Daemon::start_control() {
 }
 
 void Daemon::stop_control() {
+  // A scan still running gets its final line before the connection closes.
+  for (auto& [bus, job] : scans_) {
+    job->cancelled = true;
+    if (auto s = job->session.lock(); s && s->open())
+      s->finish(control_error(job->id_json, "cancelled",
+                              "meterd is stopping; " +
+                                  std::to_string(job->scanner->found().size()) +
+                                  " meters found so far"));
+  }
   if (control_) control_->stop();
   for (auto& job : exports_) {
     {

@@ -14,8 +14,8 @@
 
 #include "firmware/frame_report.hpp"
 #include "firmware/meterctl/client.hpp"
-#include "firmware/meterctl/verbs.hpp"
 #include "firmware/meterctl/direct.hpp"
+#include "firmware/meterctl/verbs.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/dlt645/requests.hpp"
 #include "protocol/dlt645/values.hpp"

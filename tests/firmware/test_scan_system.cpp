@@ -79,7 +79,8 @@ TEST_CASE("scan: 16 DL/T 645 meters on one multi-drop bus, 2007 and 1997, exactl
     want[a] = protocol;
   }
   Metersim sim(toml);
-  const auto r = meterctl("--port " + sim.bus_path() + " --baud 9600 --response-timeout-ms 250 scan --json");
+  const auto r =
+      meterctl("--port " + sim.bus_path() + " --baud 9600 --response-timeout-ms 250 scan --json");
   INFO(r.err);
   REQUIRE(r.status == 0);
   const auto j = nlohmann::json::parse(r.out);
@@ -129,8 +130,8 @@ TEST_CASE("scan: a lone meter is found by read-address, probe reads it with its 
   CHECK(t.out.find("energy.active.import.total = " +
                    truth["values"][0]["value"].get<std::string>() + " kWh") != std::string::npos);
   // Nobody at that address: exit 1, one line.
-  const auto none =
-      meterctl("--port " + sim.bus_path() + " --response-timeout-ms 300 probe --address 1 --di 00010000");
+  const auto none = meterctl("--port " + sim.bus_path() +
+                             " --response-timeout-ms 300 probe --address 1 --di 00010000");
   CHECK(none.status == 1);
   CHECK(none.err.find("no answer from 000000000001") != std::string::npos);
 }
