@@ -601,9 +601,14 @@ void Daemon::scan_step(const std::shared_ptr<ScanJob>& job) {
   asio::io_context* io = &io_;
   std::weak_ptr<Inbox> alive = inbox_;
   // One probe per job: the schedule's reads run between the probes.
+  drivers::BusWorker* worker = bus->second.worker.get();
   bus->second.worker->post(drivers::Priority::on_demand,
-                           [job, io, alive, this](drivers::BusPort& port) {
-                             if (!job->cancelled) job->scanner->step(port);
+                           [job, io, alive, worker, this](drivers::BusPort& port) {
+                             if (!job->cancelled) {
+                               job->scanner->step(port);
+                               // The probes count in the bus's exchanges and time on the wire.
+                               worker->account(job->scanner->take_tally());
+                             }
                              asio::post(*io, [job, alive, this] {
                                if (!alive.lock()) return;
                                scan_stepped(job);

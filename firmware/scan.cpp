@@ -83,8 +83,8 @@ std::string hex2(unsigned v) {
 class PortLink final : public ScanLink {
  public:
   PortLink(drivers::BusPort& port, const drivers::Dlt645Options& d, const drivers::ModbusOptions& m,
-           bool& answered)
-      : port_(port), dlt_(d), modbus_(m), answered_(answered) {}
+           bool& answered, drivers::Tally& tally)
+      : port_(port), dlt_(d), modbus_(m), answered_(answered), tally_(tally) {}
 
   drivers::Dlt645Heard listen(const dlt::Frame& request) override {
     if (!port_.serial) {
@@ -93,6 +93,7 @@ class PortLink final : public ScanLink {
       return h;
     }
     auto h = drivers::dlt645_listen_all(*port_.serial, request, dlt_);
+    tally_ += h.tally;
     if (h.error && h.error != std::errc::message_size) port_.fail(h.error);
     return h;
   }
@@ -103,6 +104,7 @@ class PortLink final : public ScanLink {
       return a;
     }
     auto a = drivers::dlt645_exchange(*port_.serial, v, request, dlt_);
+    tally_ += a.tally;
     port_.note(a.outcome);
     return a;
   }
@@ -122,6 +124,7 @@ class PortLink final : public ScanLink {
     auto options = modbus_;
     options.min_gap = std::max(options.min_gap, std::chrono::microseconds(100000));
     auto r = port_.modbus->read(unit, function, address, count, options);
+    tally_ += r.tally;
     answered_ = r.outcome != Outcome::timeout;
     port_.note(r.outcome);
     return r;
@@ -132,6 +135,7 @@ class PortLink final : public ScanLink {
   drivers::Dlt645Options dlt_;
   drivers::ModbusOptions modbus_;
   bool& answered_;  // the last Modbus read was answered (kept across steps)
+  drivers::Tally& tally_;
 };
 
 std::string toml_string(const std::string& s) {
@@ -468,6 +472,7 @@ class Scanner::Impl {
   // Modbus
   unsigned next_unit_ = 1;
   bool modbus_answered_ = false;
+  drivers::Tally tally_;  // the probes' wire counters since take_tally()
 
   friend class Scanner;
 };
@@ -486,12 +491,13 @@ void Scanner::step(drivers::BusPort& port) {
     impl_->fail(port.stopping ? "bus stopped" : "bus down");
     return;
   }
-  PortLink link(port, impl_->dlt_, impl_->modbus_, impl_->modbus_answered_);
+  PortLink link(port, impl_->dlt_, impl_->modbus_, impl_->modbus_answered_, impl_->tally_);
   impl_->step(link);
 }
 
 void Scanner::step(ScanLink& link) { impl_->step(link); }
 ScanProgress Scanner::progress() const { return impl_->progress(); }
+drivers::Tally Scanner::take_tally() { return std::exchange(impl_->tally_, drivers::Tally{}); }
 const std::vector<FoundMeter>& Scanner::found() const noexcept { return impl_->found(); }
 const std::string& Scanner::error() const noexcept { return impl_->error(); }
 const std::vector<std::string>& Scanner::warnings() const noexcept { return impl_->warnings(); }

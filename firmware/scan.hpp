@@ -79,6 +79,9 @@ class Scanner {
   // The same on any link (tests).
   void step(ScanLink& link);
   ScanProgress progress() const;
+  // The wire counters of the probes since the last call (the daemon adds
+  // them to the bus's, so a scan shows in its exchanges and time on the wire).
+  drivers::Tally take_tally();
   const std::vector<FoundMeter>& found() const noexcept;  // in the order found
   const std::string& error() const noexcept;              // "" unless the scan failed
   // What the scan could not settle (a pattern still garbled after retries,
