@@ -131,6 +131,8 @@ class Daemon {
   void kick_uplink();  // pump now and arm the uplink timer for what it waits for
   void arm_health();
   nlohmann::json health() const;
+  // {"total","online","offline","unknown","offline_ids"} (health and status).
+  nlohmann::json meters_summary() const;
   // Downlink commands (daemon_commands.cpp), from MQTT or the control
   // socket; the answer goes back through a Reply, on the loop thread.
   struct CommandOutcome {

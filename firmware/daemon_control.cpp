@@ -233,25 +233,7 @@ json Daemon::control_status() const {
     buses.push_back(std::move(entry));
   }
   s["buses"] = std::move(buses);
-  unsigned online = 0, offline = 0, unknown = 0;
-  json offline_ids = json::array();
-  for (const auto& m : config_.meters) {
-    const MeterTiming* t = schedule_.timing(m.id);
-    const Presence p = t ? t->presence : Presence::unknown;
-    if (p == Presence::online) {
-      ++online;
-    } else if (p == Presence::offline) {
-      ++offline;
-      offline_ids.push_back(m.id);
-    } else {
-      ++unknown;
-    }
-  }
-  s["meters"] = {{"total", config_.meters.size()},
-                 {"online", online},
-                 {"offline", offline},
-                 {"unknown", unknown},
-                 {"offline_ids", std::move(offline_ids)}};
+  s["meters"] = meters_summary();
   if (store_) s["buffer"] = control_backlog();
   json mqtt{{"enabled", config_.mqtt.enabled}};
   if (config_.mqtt.enabled) {

@@ -195,6 +195,28 @@ void Daemon::arm_health() {
   });
 }
 
+nlohmann::json Daemon::meters_summary() const {
+  unsigned online = 0, offline = 0, unknown = 0;
+  nlohmann::json offline_ids = nlohmann::json::array();
+  for (const auto& m : config_.meters) {
+    const MeterTiming* t = schedule_.timing(m.id);
+    const Presence p = t ? t->presence : Presence::unknown;
+    if (p == Presence::online) {
+      ++online;
+    } else if (p == Presence::offline) {
+      ++offline;
+      offline_ids.push_back(m.id);
+    } else {
+      ++unknown;
+    }
+  }
+  return {{"total", config_.meters.size()},
+          {"online", online},
+          {"offline", offline},
+          {"unknown", unknown},
+          {"offline_ids", std::move(offline_ids)}};
+}
+
 nlohmann::json Daemon::health() const {
   const std::int64_t now = now_ms_();
   nlohmann::json h{{"gateway", config_.gateway.id},
@@ -216,25 +238,7 @@ nlohmann::json Daemon::health() const {
       h["buffer"] = std::move(b);
     }
   }
-  unsigned online = 0, offline = 0, unknown = 0;
-  nlohmann::json offline_ids = nlohmann::json::array();
-  for (const auto& m : config_.meters) {
-    const MeterTiming* t = schedule_.timing(m.id);
-    const Presence p = t ? t->presence : Presence::unknown;
-    if (p == Presence::online) {
-      ++online;
-    } else if (p == Presence::offline) {
-      ++offline;
-      offline_ids.push_back(m.id);
-    } else {
-      ++unknown;
-    }
-  }
-  h["meters"] = {{"total", config_.meters.size()},
-                 {"online", online},
-                 {"offline", offline},
-                 {"unknown", unknown},
-                 {"offline_ids", std::move(offline_ids)}};
+  h["meters"] = meters_summary();
   nlohmann::json buses = nlohmann::json::object();
   for (const auto& [name, bus] : buses_) {
     const drivers::BusStats s = bus.worker->stats();

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "drivers/control_server.hpp"
+#include "tests/support/system.hpp"
 
 namespace fs = std::filesystem;
 namespace asio = boost::asio;
@@ -23,6 +24,7 @@ using meterd::drivers::ControlLimits;
 using meterd::drivers::ControlServer;
 using meterd::drivers::ControlSession;
 using meterd::drivers::ControlSocketOptions;
+using meterd::testing::LineClient;
 
 namespace {
 
@@ -93,53 +95,13 @@ struct Fixture {
   }
 };
 
-struct Client {
-  int fd = -1;
-  std::string in;
-  explicit Client(const fs::path& path) {
-    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~Client() {
-    if (fd >= 0) ::close(fd);
-  }
-  void send(const std::string& text) {
-    REQUIRE(::send(fd, text.data(), text.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(text.size()));
-  }
-  // The next line, or "<eof>" / "<timeout>".
-  std::string line(int timeout_ms = 3000) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (true) {
-      if (const auto nl = in.find('\n'); nl != std::string::npos) {
-        std::string l = in.substr(0, nl);
-        in.erase(0, nl + 1);
-        return l;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadline - std::chrono::steady_clock::now())
-                            .count();
-      if (left <= 0) return "<timeout>";
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-      char buf[65536];
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return "<eof>";
-      in.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-};
-
 }  // namespace
 
 TEST_CASE("requests are answered in order, pipelined in one write; blank lines and CR skipped") {
   // Careless: a server that answers only the first request of a read, or
   // answers a slow request after a quick one sent behind it.
   Fixture f;
-  Client c(f.server->path());
+  LineClient c(f.server->path());
   c.send("later one\n\n echo-not\r\necho two\r\necho three\n");
   CHECK(c.line() == "one");
   CHECK(c.line() == "unknown");
@@ -152,9 +114,9 @@ TEST_CASE("a client that shuts down its side after sending still gets every answ
   // (`echo ... | socat - UNIX:` scripts); a server holding sessions only
   // through their pending reads destroys one at EOF.
   Fixture f;
-  Client c(f.server->path());
+  LineClient c(f.server->path());
   c.send("later slow\necho after\n");
-  ::shutdown(c.fd, SHUT_WR);
+  ::shutdown(c.fd(), SHUT_WR);
   CHECK(c.line() == "slow");
   CHECK(c.line() == "after");
   CHECK(c.line() == "<eof>");
@@ -164,7 +126,7 @@ TEST_CASE("a streaming request that never finishes ends when the client goes") {
   // Careless: a tail follower kept forever after its client left.
   Fixture f;
   {
-    Client c(f.server->path());
+    LineClient c(f.server->path());
     c.send("never\n");
     for (int i = 0; i < 200 && f.requests == 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -181,8 +143,8 @@ TEST_CASE("an over-long line is refused and its connection closed; others carry 
   ControlLimits limits;
   limits.max_line = 1024;
   Fixture f(limits);
-  Client other(f.server->path());
-  Client c(f.server->path());
+  LineClient other(f.server->path());
+  LineClient c(f.server->path());
   c.send(std::string(4000, 'a'));
   CHECK(c.line() == "malformed: request line longer than 1024 bytes");
   CHECK(c.line() == "<eof>");
@@ -196,12 +158,12 @@ TEST_CASE("past max_clients a connection gets one busy line; a slot freed is reu
   ControlLimits limits;
   limits.max_clients = 2;
   Fixture f(limits);
-  auto a = std::make_unique<Client>(f.server->path());
-  Client b(f.server->path());
+  auto a = std::make_unique<LineClient>(f.server->path());
+  LineClient b(f.server->path());
   a->send("echo a\n");
   CHECK(a->line() == "a");
   {
-    Client c(f.server->path());
+    LineClient c(f.server->path());
     CHECK(c.line() == "busy: too many control connections (2); try again");
     CHECK(c.line() == "<eof>");
   }
@@ -210,7 +172,7 @@ TEST_CASE("past max_clients a connection gets one busy line; a slot freed is reu
   CHECK(b.line() == "b");
   bool served = false;
   for (int i = 0; i < 100 && !served; ++i) {  // the close of `a` reaches the loop
-    Client d(f.server->path());
+    LineClient d(f.server->path());
     d.send("echo d\n");
     served = d.line() == "d";
     if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -223,9 +185,9 @@ TEST_CASE("a client that does not read: output bounded, the loop keeps serving o
   ControlLimits limits;
   limits.max_output = 64 * 1024;
   Fixture f(limits);
-  Client slow(f.server->path());
+  LineClient slow(f.server->path());
   slow.send("flood\necho queued\n");
-  Client other(f.server->path());
+  LineClient other(f.server->path());
   other.send("echo quick\n");
   CHECK(other.line() == "quick");
   // Now read: the flood stopped at the bound, then its final line, then the
@@ -244,18 +206,18 @@ TEST_CASE("an unfinished line times out; a connection idle between requests too"
   limits.line_timeout = std::chrono::milliseconds(200);
   limits.idle_timeout = std::chrono::milliseconds(400);
   Fixture f(limits);
-  Client half(f.server->path());
+  LineClient half(f.server->path());
   half.send("echo no newline");
-  CHECK(half.line(3000) == "<eof>");
-  Client idle(f.server->path());
+  CHECK(half.line(std::chrono::milliseconds(3000)) == "<eof>");
+  LineClient idle(f.server->path());
   idle.send("echo x\n");
   CHECK(idle.line() == "x");
-  CHECK(idle.line(3000) == "<eof>");
+  CHECK(idle.line(std::chrono::milliseconds(3000)) == "<eof>");
   // A request that runs longer than the idle timeout is not cut off.
   ControlLimits l2;
   l2.idle_timeout = std::chrono::milliseconds(50);
   Fixture g(l2);
-  Client c(g.server->path());
+  LineClient c(g.server->path());
   c.send("later kept\n");
   CHECK(c.line() == "kept");
 }
@@ -277,7 +239,7 @@ TEST_CASE("socket file: mode 0660, a stale one replaced, a live one never stolen
   CHECK(second.start() == std::make_error_code(std::errc::address_in_use));
   second.stop();
   CHECK(fs::exists(f.server->path()));  // the refused one did not remove it
-  Client c(f.server->path());
+  LineClient c(f.server->path());
   c.send("echo first\n");
   CHECK(c.line() == "first");
 

@@ -29,55 +29,15 @@ const std::string fleet = "seed = 11\nstatic = true\n" + bus_toml("d", 9600, "ev
                           meter_toml("d2", "d", "dlt645-1997", "000000000002") +
                           meter_toml("s1", "d", "modbus", "7", "model = \"sdm120\"\n");
 
-// One connection to the control socket, lines in and out.
-struct Line {
-  int fd = -1;
-  std::string in;
-  explicit Line(const std::filesystem::path& path) {
-    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
-  ~Line() {
-    if (fd >= 0) ::close(fd);
-  }
-  bool ok() const { return fd >= 0; }
-  void send(const std::string& text) { ::send(fd, text.data(), text.size(), MSG_NOSIGNAL); }
-  std::string line(std::chrono::milliseconds timeout = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      if (const auto nl = in.find('\n'); nl != std::string::npos) {
-        std::string l = in.substr(0, nl);
-        in.erase(0, nl + 1);
-        return l;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadline - std::chrono::steady_clock::now())
-                            .count();
-      if (left <= 0) return "<timeout>";
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-      char buf[65536];
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return "<eof>";
-      in.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  // Sends one request and returns its final line (the raw text).
-  std::string ask(const nlohmann::json& request) {
-    send(request.dump() + "\n");
-    std::string l;
-    do {
-      l = line();
-    } while (l.find("\"ok\":") == std::string::npos && l[0] == '{');
-    return l;
-  }
-};
+// Sends one request and returns its final line (the raw text).
+std::string ask(LineClient& l, const nlohmann::json& request) {
+  l.send(request.dump() + "\n");
+  std::string line;
+  do {
+    line = l.line();
+  } while (line.find("\"ok\":") == std::string::npos && !line.empty() && line[0] == '{');
+  return line;
+}
 
 struct ControlRig {
   std::unique_ptr<Rig> rig;
@@ -90,9 +50,9 @@ struct ControlRig {
     REQUIRE_MESSAGE(eventually([&] { return rig->all_read(3); }, 60s), rig->meterd->log_text());
   }
   nlohmann::json ask(const nlohmann::json& request) {
-    Line l(socket);
+    LineClient l(socket);
     REQUIRE(l.ok());
-    return nlohmann::json::parse(l.ask(request));
+    return nlohmann::json::parse(::ask(l, request));
   }
 };
 
@@ -126,8 +86,8 @@ TEST_CASE("status, meters, read and backlog answer with the simulator's truth") 
   CHECK(s["mqtt"]["state"] == "disconnected");  // the config names a broker nobody runs
 
   // meters: latest values are the meters' own digits.
-  Line l(c.socket);
-  const std::string raw = l.ask({{"verb", "meters"}});
+  LineClient l(c.socket);
+  const std::string raw = ask(l, {{"verb", "meters"}});
   const auto meters = nlohmann::json::parse(raw)["result"]["meters"];
   REQUIRE(meters.size() == 3);
   std::map<std::string, nlohmann::json> by_id;
@@ -158,7 +118,7 @@ TEST_CASE("status, meters, read and backlog answer with the simulator's truth") 
   CHECK(c.ask({{"verb", "meters"}, {"bus", "nope"}})["error"]["code"] == "unknown_bus");
 
   // read: ahead of the schedule, exact.
-  const std::string r = l.ask({{"verb", "read"}, {"meter", "d2"}, {"quantities", {"voltage.l1"}}});
+  const std::string r = ask(l, {{"verb", "read"}, {"meter", "d2"}, {"quantities", {"voltage.l1"}}});
   INFO(r);
   CHECK(r.find("\"value\":" + truth_text(sim, "d2", "voltage.l1") + "}") != std::string::npos);
   CHECK(nlohmann::json::parse(r)["result"]["complete"] == true);
@@ -184,7 +144,7 @@ TEST_CASE("export returns exactly the stored rows of a range; tail follows new r
   for (const auto& r : stored)
     if (r.meter == "d1" && r.ts_ms >= from && r.ts_ms < to) expect.insert(r.seq);
   REQUIRE(!expect.empty());
-  Line l(c.socket);
+  LineClient l(c.socket);
   l.send(
       nlohmann::json{{"verb", "export"}, {"meter", "d1"}, {"from", from}, {"to", to}, {"id", "x"}}
           .dump() +
@@ -212,7 +172,7 @@ TEST_CASE("export returns exactly the stored rows of a range; tail follows new r
   CHECK(all >= stored.size());
 
   // tail: rows arrive as they are stored, with the seqs they were stored under.
-  Line t(c.socket);
+  LineClient t(c.socket);
   t.send("{\"verb\":\"tail\",\"meter\":\"s1\",\"quantity\":\"voltage.l1\"}\n");
   std::vector<std::int64_t> seqs;
   for (int i = 0; i < 2; ++i) {
@@ -322,7 +282,7 @@ TEST_CASE(
     std::vector<std::string> lines;
     for (int k = 0; k < 25; ++k) lines.push_back(junk[rng() % junk.size()]);
     threads.emplace_back([&, lines] {
-      Line l(c.socket);
+      LineClient l(c.socket);
       if (!l.ok()) {
         ++unanswered;
         return;
@@ -348,7 +308,7 @@ TEST_CASE(
     });
   }
   // Meanwhile one client sends a line longer than the limit, one sends half a line.
-  Line big(c.socket);
+  LineClient big(c.socket);
   REQUIRE(big.ok());
   big.send(std::string(70 * 1024, 'x'));
   for (auto& t : threads) t.join();

@@ -20,29 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-// A shell command line (so tests can pipe); stderr apart.
-Run sh(const std::string& cmd) {
-  static int n = 0;
-  const std::string err_file =
-      "/tmp/meterctl_sys_err_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
-  Run r;
-  FILE* p = ::popen((cmd + " 2>" + err_file).c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t k;
-  while ((k = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, k);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = slurp(err_file);
-  std::filesystem::remove(err_file);
-  return r;
-}
-
 const std::string bin = std::string(METERD_BIN_DIR) + "/meterctl";
 
 // Two buses: DL/T 645 (2007 and 1997) and Modbus RTU (units 3 and 9).
@@ -69,9 +46,11 @@ struct CtlRig {
     rig->start();
     REQUIRE_MESSAGE(eventually([&] { return rig->all_read(4); }, 60s), rig->meterd->log_text());
   }
-  Run ctl(const std::string& args) { return sh(bin + " --socket " + socket + " " + args); }
+  ShellRun ctl(const std::string& args) {
+    return run_shell(bin + " --socket " + socket + " " + args);
+  }
   nlohmann::json json(const std::string& args) {
-    const Run r = ctl(args + " --json");
+    const ShellRun r = ctl(args + " --json");
     INFO(args << ": " << r.err);
     REQUIRE(r.status == 0);
     return nlohmann::json::parse(r.out);
@@ -95,7 +74,7 @@ TEST_CASE("every daemon verb in JSON mode, against the simulator's truth") {
   CHECK(status["buses"].size() == 2);
 
   // meters: the latest values as the meters' own digits (raw text of --json).
-  const Run meters = c.ctl("meters --json");
+  const ShellRun meters = c.ctl("meters --json");
   REQUIRE(meters.status == 0);
   for (const auto& [meter, quantity] : std::vector<std::pair<std::string, std::string>>{
            {"d1", "energy.active.import.total"}, {"d2", "voltage.l1"}, {"u9", "voltage.l1"}}) {
@@ -113,16 +92,16 @@ TEST_CASE("every daemon verb in JSON mode, against the simulator's truth") {
   CHECK(c.json("meters --offline")["meters"].empty());
 
   // read: exact digits through --json.
-  const Run r = c.ctl("read d1 voltage.l1 energy.active.import.total --json");
+  const ShellRun r = c.ctl("read d1 voltage.l1 energy.active.import.total --json");
   REQUIRE_MESSAGE(r.status == 0, r.err);
   CHECK(r.out.find("\"value\":" + c.truth("d1", "voltage.l1") + "}") != std::string::npos);
   CHECK(r.out.find("\"value\":" + c.truth("d1", "energy.active.import.total") + "}") !=
         std::string::npos);
   // Human: value and unit on the quantity's line.
-  const Run human = c.ctl("read u3 voltage.l1");
+  const ShellRun human = c.ctl("read u3 voltage.l1");
   CHECK(human.status == 0);
   CHECK(human.out.find(c.truth("u3", "voltage.l1")) != std::string::npos);
-  const Run unknown = c.ctl("read zz");
+  const ShellRun unknown = c.ctl("read zz");
   CHECK(unknown.status == 1);
   CHECK(unknown.err == "meterctl: read: unknown_meter: no meter zz in the config\n");
 
@@ -130,8 +109,8 @@ TEST_CASE("every daemon verb in JSON mode, against the simulator's truth") {
   CHECK(backlog["readings"].get<int>() > 0);
 
   // tail follows: two rows of the filtered series, with seqs.
-  const Run tail = sh(bin + " --socket " + c.socket +
-                      " tail --meter u9 --quantity voltage.l1 --json | head -n 2");
+  const ShellRun tail = run_shell(bin + " --socket " + c.socket +
+                                  " tail --meter u9 --quantity voltage.l1 --json | head -n 2");
   const auto lines = [&] {
     std::vector<std::string> v;
     std::istringstream in(tail.out);
@@ -146,7 +125,7 @@ TEST_CASE("every daemon verb in JSON mode, against the simulator's truth") {
     CHECK(l.find("\"value\":" + c.truth("u9", "voltage.l1")) != std::string::npos);
   }
 
-  const Run relay = c.ctl("relay d1 trip");
+  const ShellRun relay = c.ctl("relay d1 trip");
   CHECK(relay.status == 1);
   CHECK(relay.err.find("disabled") != std::string::npos);
   CHECK(c.json("timesync d")["buses"][0]["ok"] == true);
@@ -158,7 +137,7 @@ TEST_CASE("every daemon verb in JSON mode, against the simulator's truth") {
 TEST_CASE("scan through the daemon finds exactly the bus's units; export online = offline") {
   CtlRig c;
   const auto reads_before = c.json("status")["buses"][1]["reads_ok"].get<int>();
-  const Run scan = c.ctl("scan m --first 1 --last 12 --json");
+  const ShellRun scan = c.ctl("scan m --first 1 --last 12 --json");
   REQUIRE_MESSAGE(scan.status == 0, scan.err);
   // JSON lines: one per meter found, then the result.
   std::istringstream in(scan.out);
@@ -178,7 +157,7 @@ TEST_CASE("scan through the daemon finds exactly the bus's units; export online 
   const std::int64_t from = stored[50].ts_ms, to = stored[250].ts_ms;
   const std::string range =
       " export --meter d1 --from " + std::to_string(from) + " --to " + std::to_string(to);
-  const Run online = c.ctl(range + " --format csv");
+  const ShellRun online = c.ctl(range + " --format csv");
   REQUIRE_MESSAGE(online.status == 0, online.err);
   std::size_t expect = 0;
   for (const auto& r : stored)
@@ -188,11 +167,12 @@ TEST_CASE("scan through the daemon finds exactly the bus's units; export online 
   CHECK(rows == expect + 1);  // the header
   CHECK(online.out.rfind("seq,meter,quantity,value,unit,ts", 0) == 0);
   c.rig->meterd->proc->stop();
-  const Run offline = sh(bin + range + " --data-dir " + c.rig->data_dir.string() + " --format csv");
+  const ShellRun offline =
+      run_shell(bin + range + " --data-dir " + c.rig->data_dir.string() + " --format csv");
   REQUIRE_MESSAGE(offline.status == 0, offline.err);
   CHECK(offline.out == online.out);
   // The daemon is gone: a clear message and exit 3.
-  const Run gone = c.ctl("status");
+  const ShellRun gone = c.ctl("status");
   CHECK(gone.status == 3);
   CHECK(gone.err.rfind("meterctl: cannot reach meterd at " + c.socket + ": ", 0) == 0);
 }
@@ -200,15 +180,15 @@ TEST_CASE("scan through the daemon finds exactly the bus's units; export online 
 // What a technician sees: status as an aligned table, tail lines arriving,
 // a scan's progress bar on the terminal (not in a pipe).
 TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
-  if (sh("command -v tmux").status != 0) {
+  if (run_shell("command -v tmux").status != 0) {
     MESSAGE("tmux not installed: skipped");
     return;
   }
   CtlRig c;
   const std::string session = "meterctl-test-" + std::to_string(::getpid());
-  const auto capture = [&] { return sh("tmux capture-pane -p -t " + session).out; };
-  REQUIRE(sh("tmux new-session -d -x 160 -y 40 -s " + session + " 'env NO_COLOR= " + bin +
-             " --socket " + c.socket + " status; sleep 30'")
+  const auto capture = [&] { return run_shell("tmux capture-pane -p -t " + session).out; };
+  REQUIRE(run_shell("tmux new-session -d -x 160 -y 40 -s " + session + " 'env NO_COLOR= " + bin +
+                    " --socket " + c.socket + " status; sleep 30'")
               .status == 0);
   std::string screen;
   eventually(
@@ -217,7 +197,7 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
         return screen.find("BUS") != std::string::npos;
       },
       10s);
-  sh("tmux kill-session -t " + session);
+  run_shell("tmux kill-session -t " + session);
   INFO(screen);
   CHECK(screen.find("gw-sim") != std::string::npos);
   // The bus table: the STATE column starts at the same place on each line.
@@ -232,8 +212,8 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
   CHECK(at[2] == at[1]);
 
   // tail: lines arrive as readings are stored.
-  REQUIRE(sh("tmux new-session -d -x 160 -y 40 -s " + session + " '" + bin + " --socket " +
-             c.socket + " tail --meter d1'")
+  REQUIRE(run_shell("tmux new-session -d -x 160 -y 40 -s " + session + " '" + bin + " --socket " +
+                    c.socket + " tail --meter d1'")
               .status == 0);
   const bool tailing = eventually(
       [&] {
@@ -241,12 +221,12 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
         return screen.find("energy.active.import.total") != std::string::npos;
       },
       15s);
-  sh("tmux kill-session -t " + session);
+  run_shell("tmux kill-session -t " + session);
   CHECK_MESSAGE(tailing, screen);
 
   // scan: a progress bar on the terminal while it runs.
-  REQUIRE(sh("tmux new-session -d -x 160 -y 40 -s " + session + " '" + bin + " --socket " +
-             c.socket + " scan m --first 1 --last 20; sleep 30'")
+  REQUIRE(run_shell("tmux new-session -d -x 160 -y 40 -s " + session + " '" + bin + " --socket " +
+                    c.socket + " scan m --first 1 --last 20; sleep 30'")
               .status == 0);
   bool bar = false, done = false;
   eventually(
@@ -259,7 +239,7 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
         return done;
       },
       60s);
-  sh("tmux kill-session -t " + session);
+  run_shell("tmux kill-session -t " + session);
   INFO(screen);
   CHECK(bar);
   CHECK(done);

@@ -24,28 +24,8 @@ using namespace meterd::testing;
 
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-Run meterctl(const std::string& args) {
-  const std::string err_file = "/tmp/meterctl_scan_stderr_" + std::to_string(::getpid());
-  const std::string cmd = std::string(METERD_BIN_DIR) + "/meterctl " + args + " 2>" + err_file;
-  Run r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  if (FILE* e = std::fopen(err_file.c_str(), "r")) {
-    while ((n = std::fread(buf, 1, sizeof buf, e)) > 0) r.err.append(buf, n);
-    std::fclose(e);
-  }
-  std::remove(err_file.c_str());
-  return r;
+ShellRun meterctl(const std::string& args) {
+  return run_shell(std::string(METERD_BIN_DIR) + "/meterctl " + args);
 }
 
 std::string addr(unsigned n) {

@@ -1,5 +1,6 @@
 #include "tests/support/system.hpp"
 
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -96,31 +97,75 @@ nlohmann::json read_json(const std::filesystem::path& file) {
 }
 
 nlohmann::json control(const std::filesystem::path& socket_path, const nlohmann::json& request) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  LineClient c(socket_path);
+  if (!c.ok()) throw std::runtime_error("cannot connect to " + socket_path.string());
+  c.send(request.dump() + "\n");
+  return nlohmann::json::parse(c.line(std::chrono::seconds(10)));
+}
+
+LineClient::LineClient(const std::filesystem::path& socket) {
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot connect to " + socket_path.string());
+  std::strncpy(addr.sun_path, socket.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd_);
+    fd_ = -1;
   }
-  const std::string line = request.dump() + "\n";
-  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-    ::close(fd);
-    throw std::runtime_error("control write failed");
-  }
-  std::string in;
-  char buf[65536];
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (in.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+}
+
+LineClient::~LineClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void LineClient::send(const std::string& text) {
+  std::size_t done = 0;
+  while (fd_ >= 0 && done < text.size()) {
+    const ssize_t n = ::send(fd_, text.data() + done, text.size() - done, MSG_NOSIGNAL);
     if (n <= 0) break;
-    in.append(buf, static_cast<std::size_t>(n));
+    done += static_cast<std::size_t>(n);
   }
-  ::close(fd);
-  return nlohmann::json::parse(in.substr(0, in.find('\n')));
+}
+
+std::string LineClient::line(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (const auto nl = in_.find('\n'); nl != std::string::npos) {
+      std::string l = in_.substr(0, nl);
+      in_.erase(0, nl + 1);
+      return l;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0 || fd_ < 0) return "<timeout>";
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) return "<eof>";
+    in_.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+ShellRun run_shell(const std::string& command) {
+  static std::atomic<int> n{0};
+  const std::filesystem::path err_file =
+      std::filesystem::temp_directory_path() /
+      ("meterd_test_stderr_" + std::to_string(::getpid()) + "_" + std::to_string(++n));
+  ShellRun r;
+  FILE* p = ::popen((command + " 2>" + err_file.string()).c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("popen: " + command);
+  char buf[4096];
+  std::size_t k;
+  while ((k = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, k);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  std::filesystem::remove(err_file, ec);
+  return r;
 }
 
 Serial::Serial(const std::filesystem::path& path, unsigned baud, bool even_parity,

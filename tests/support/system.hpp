@@ -49,6 +49,32 @@ nlohmann::json read_json(const std::filesystem::path& file);
 // One request/answer on a JSON-lines Unix socket.
 nlohmann::json control(const std::filesystem::path& socket, const nlohmann::json& request);
 
+// A client of a JSON-lines Unix socket (meterd's and metersim's control
+// sockets): raw lines in and out, every wait bounded.
+class LineClient {
+ public:
+  explicit LineClient(const std::filesystem::path& socket);  // ok() tells whether it connected
+  ~LineClient();
+  LineClient(const LineClient&) = delete;
+  LineClient& operator=(const LineClient&) = delete;
+  bool ok() const noexcept { return fd_ >= 0; }
+  int fd() const noexcept { return fd_; }
+  void send(const std::string& text);  // as is: add the '\n' yourself
+  // The next line without its '\n'; "<eof>" when the peer closed, "<timeout>".
+  std::string line(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+ private:
+  int fd_ = -1;
+  std::string in_;
+};
+
+// A shell command line (/bin/sh -c, so pipes work); stdout and stderr apart.
+struct ShellRun {
+  int status = -1;  // the exit status; -1 if killed by a signal
+  std::string out, err;
+};
+ShellRun run_shell(const std::string& command);
+
 // A serial port opened raw, as a gateway opens its bus.
 class Serial {
  public:
