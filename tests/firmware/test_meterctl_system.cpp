@@ -185,11 +185,26 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
     return;
   }
   CtlRig c;
-  const std::string session = "meterctl-test-" + std::to_string(::getpid());
-  const auto capture = [&] { return run_shell("tmux capture-pane -p -t " + session).out; };
-  REQUIRE(run_shell("tmux new-session -d -x 160 -y 40 -s " + session + " 'env NO_COLOR= " + bin +
-                    " --socket " + c.socket + " status; sleep 30'")
-              .status == 0);
+  // One private tmux server per screen (-L): a server exits with its last
+  // session, and a new session started on the default socket while the old
+  // server is going away fails ("server exited unexpectedly").
+  const std::string base = "tmux -L meterctl-sys-" + std::to_string(::getpid()) + "-";
+  struct KillServers {
+    std::string base;
+    ~KillServers() {
+      for (const char* s : {"status", "tail", "scan"})
+        run_shell(base + s + " kill-server");
+    }
+  } cleanup{base};
+  std::string tmux;
+  const auto capture = [&] { return run_shell(tmux + " capture-pane -p -t t").out; };
+  const auto open_screen = [&](const char* name, const std::string& command) {
+    tmux = base + name;
+    const ShellRun r = run_shell(tmux + " new-session -d -x 160 -y 40 -s t '" + command + "'");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  };
+  open_screen("status", "env NO_COLOR= " + bin + " --socket " + c.socket + " status; sleep 30");
   std::string screen;
   eventually(
       [&] {
@@ -197,7 +212,7 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
         return screen.find("BUS") != std::string::npos;
       },
       10s);
-  run_shell("tmux kill-session -t " + session);
+  run_shell(tmux + " kill-server");
   INFO(screen);
   CHECK(screen.find("gw-sim") != std::string::npos);
   // The bus table: the STATE column starts at the same place on each line.
@@ -212,22 +227,18 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
   CHECK(at[2] == at[1]);
 
   // tail: lines arrive as readings are stored.
-  REQUIRE(run_shell("tmux new-session -d -x 160 -y 40 -s " + session + " '" + bin + " --socket " +
-                    c.socket + " tail --meter d1'")
-              .status == 0);
+  open_screen("tail", bin + " --socket " + c.socket + " tail --meter d1");
   const bool tailing = eventually(
       [&] {
         screen = capture();
         return screen.find("energy.active.import.total") != std::string::npos;
       },
       15s);
-  run_shell("tmux kill-session -t " + session);
+  run_shell(tmux + " kill-server");
   CHECK_MESSAGE(tailing, screen);
 
   // scan: a progress bar on the terminal while it runs.
-  REQUIRE(run_shell("tmux new-session -d -x 160 -y 40 -s " + session + " '" + bin + " --socket " +
-                    c.socket + " scan m --first 1 --last 20; sleep 30'")
-              .status == 0);
+  open_screen("scan", bin + " --socket " + c.socket + " scan m --first 1 --last 20; sleep 30");
   bool bar = false, done = false;
   eventually(
       [&] {
@@ -239,7 +250,7 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
         return done;
       },
       60s);
-  run_shell("tmux kill-session -t " + session);
+  run_shell(tmux + " kill-server");
   INFO(screen);
   CHECK(bar);
   CHECK(done);
