@@ -16,6 +16,7 @@
 
 #include "drivers/bus.hpp"
 #include "firmware/profiles.hpp"
+#include "protocol/decimal.hpp"
 #include "protocol/dlt645/control.hpp"
 #include "protocol/dlt645/frame.hpp"
 
@@ -76,6 +77,38 @@ struct PollingConfig {
   std::chrono::seconds summary_interval{300};  // one log line per bus this often
 };
 
+// The concentrator's data tasks (docs/tasks.md, docs/config.md "[tasks]").
+struct TasksConfig {
+  // Daily frozen data: DL/T 645-2007 meters' own 0506 freezes (with
+  // backfill), the others' energy read in the first slot after midnight.
+  bool daily = true;
+  std::chrono::milliseconds daily_delay{5 * 60 * 1000};  // after local 00:00
+  unsigned backfill_days = 7;                            // 0..62
+  std::vector<std::uint32_t> daily_items;  // more 0506xx01 items (05060101, 05060201 always)
+  bool monthly = true;                     // last settlement (0001FF01, 0002FF01)
+  // Meter events: status words, event counters and records, clock, serial.
+  std::chrono::milliseconds event_interval{15 * 60 * 1000};  // 0: off
+  std::chrono::milliseconds clock_drift_max{60 * 1000};      // meter.clock_drift beyond it
+  // Daily 08H broadcast per bus at this local time ("" = off), only while the
+  // gateway's own clock is synchronised; 14H write beyond ±5 min if allowed.
+  std::string timesync_time = "02:30";
+  bool timesync_write = false;
+  // Gateway-view checks of the live readings.
+  protocol::Decimal voltage_min{1980, -1};         // meter.voltage_out_of_band below
+  protocol::Decimal voltage_max{2420, -1};         // ... and above
+  protocol::Decimal phase_loss_voltage{1320, -1};  // meter.phase_loss below
+};
+
+// The transformer area (台区) for the line loss (docs/tasks.md "Area").
+struct AreaConfig {
+  bool enabled = false;  // an [area] table is present
+  std::string name = "area";
+  std::string summary;                             // the summary (总表) meter's id
+  std::vector<std::string> households;             // household meter ids
+  protocol::Decimal loss_threshold_percent{8, 0};  // area.line_loss_high past it
+  int line = 0;
+};
+
 enum class MeterProtocol { dlt645_2007, dlt645_1997, modbus };
 const char* to_string(MeterProtocol p) noexcept;  // "dlt645-2007", "dlt645-1997", "modbus"
 
@@ -90,7 +123,8 @@ struct MeterConfig {
   std::chrono::milliseconds interval{15 * 60 * 1000};
   std::vector<std::string> quantities;  // empty: the whole profile
   unsigned preamble = 4;                // DL/T 645: FE bytes before a request
-  std::string password;                 // DL/T 645: level + password, "02123456"; relay only
+  std::string password;                 // DL/T 645: level + password, "02123456"; relay, 14H
+  bool hourly = false;                  // DL/T 645-2007: read its hourly freezes (0504)
   int line = 0;                         // where it is defined (for messages)
 };
 
@@ -101,6 +135,8 @@ struct Config {
   MqttConfig mqtt;
   CommandsConfig commands;
   PollingConfig polling;
+  TasksConfig tasks;
+  AreaConfig area;
   std::vector<drivers::BusConfig> buses;
   std::vector<MeterConfig> meters;
   // Built-in profiles plus this file's [[profile]] tables.
