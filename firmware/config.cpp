@@ -281,6 +281,135 @@ void load_polling(Loader& L, const toml::table& root, PollingConfig& p) {
   }
 }
 
+// "HH:MM" -> minutes after midnight.
+std::optional<int> parse_time_of_day(const std::string& text) {
+  if (text.size() != 5 || text[2] != ':') return std::nullopt;
+  for (std::size_t i : {0u, 1u, 3u, 4u})
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+  const int h = (text[0] - '0') * 10 + (text[1] - '0');
+  const int m = (text[3] - '0') * 10 + (text[4] - '0');
+  if (h > 23 || m > 59) return std::nullopt;
+  return h * 60 + m;
+}
+
+void load_tasks(Loader& L, const toml::table& root, TasksConfig& c) {
+  const toml::table* t = L.table(root, "", "tasks");
+  if (!t) return;
+  const Scope s{*t, "tasks", line_of(*t)};
+  L.check_keys(s, {"daily", "daily_delay", "backfill_days", "daily_items", "monthly",
+                   "event_interval", "clock_drift_max", "timesync_time", "timesync_write",
+                   "voltage_min", "voltage_max", "phase_loss_voltage"});
+  if (auto v = L.boolean(s, "daily")) c.daily = *v;
+  if (auto v = L.boolean(s, "monthly")) c.monthly = *v;
+  if (auto v = L.boolean(s, "timesync_write")) c.timesync_write = *v;
+  if (auto d = L.duration(s, "daily_delay")) {
+    if (*d < seconds(0) || *d > milliseconds(6 * 3'600'000))
+      L.error(line_of(*t->get("daily_delay")), "tasks.daily_delay", "must be from 0s to 6h");
+    else
+      c.daily_delay = *d;
+  }
+  if (auto v = L.integer(s, "backfill_days", 0, 62)) c.backfill_days = static_cast<unsigned>(*v);
+  if (auto items = L.string_list(s, "daily_items")) {
+    for (const auto& [text, line] : *items) {
+      const auto di = dlt::parse_di(dlt::Version::v2007, text);
+      const auto item = di ? dlt::lookup(dlt::Version::v2007, *di) : std::nullopt;
+      if (!item || (*di >> 16) != 0x0506 || (*di & 0xFF) != 0x01 || ((*di >> 8) & 0xFF) == 0)
+        L.error(line, "tasks.daily_items",
+                "expected a daily-freeze item 0506xx01 (the \"last 1\" form, xx not 00), got " +
+                    quoted(text));
+      else if (std::find(c.daily_items.begin(), c.daily_items.end(), *di) == c.daily_items.end() &&
+               *di != 0x05060101 && *di != 0x05060201)
+        c.daily_items.push_back(*di);
+    }
+  }
+  if (auto d = L.duration(s, "event_interval")) {
+    if (d->count() != 0 && !interval_problem(*d).empty())
+      L.error(line_of(*t->get("event_interval")), "tasks.event_interval",
+              "0 (off) or a read interval: " + interval_problem(*d));
+    else
+      c.event_interval = *d;
+  }
+  if (auto d = L.duration(s, "clock_drift_max")) {
+    if (*d < seconds(1) || *d > milliseconds(3'600'000))
+      L.error(line_of(*t->get("clock_drift_max")), "tasks.clock_drift_max",
+              "must be from 1s to 1h");
+    else
+      c.clock_drift_max = *d;
+  }
+  if (auto v = L.string(s, "timesync_time")) {
+    if (!v->empty() && !parse_time_of_day(*v))
+      L.error(line_of(*t->get("timesync_time")), "tasks.timesync_time",
+              "expected a local time \"HH:MM\" or \"\" (off), got " + quoted(*v));
+    else
+      c.timesync_time = *v;
+  }
+  const auto volts = [&](const char* key, protocol::Decimal& out) {
+    if (auto v = L.string(s, key)) {
+      const auto d = protocol::parse_decimal(*v);
+      if (!d || d->mantissa < 0)
+        L.error(line_of(*t->get(key)), std::string("tasks.") + key,
+                "expected volts as a decimal string such as \"198.0\", got " + quoted(*v));
+      else
+        out = *d;
+    }
+  };
+  volts("voltage_min", c.voltage_min);
+  volts("voltage_max", c.voltage_max);
+  volts("phase_loss_voltage", c.phase_loss_voltage);
+  if (!(c.voltage_min < c.voltage_max))
+    L.error(line_of(*t), "tasks.voltage_max", "must be above voltage_min");
+}
+
+void load_area(Loader& L, const toml::table& root, const std::vector<MeterConfig>& meters,
+               AreaConfig& a) {
+  const toml::table* t = L.table(root, "", "area");
+  if (!t) return;
+  const Scope s{*t, "area", line_of(*t)};
+  L.check_keys(s, {"name", "summary", "households", "loss_threshold_percent"});
+  a.enabled = true;
+  a.line = s.line;
+  const auto known = [&](const std::string& id) {
+    return std::any_of(meters.begin(), meters.end(), [&](auto& m) { return m.id == id; });
+  };
+  if (auto v = L.string(s, "name")) {
+    if (v->empty())
+      L.error(line_of(*t->get("name")), "area.name", "must not be empty");
+    else
+      a.name = *v;
+  }
+  if (auto v = L.string(s, "summary", true)) {
+    if (!known(*v))
+      L.error(line_of(*t->get("summary")), "area.summary", "no [[meter]] with id " + quoted(*v));
+    else
+      a.summary = *v;
+  }
+  if (auto list = L.string_list(s, "households")) {
+    std::set<std::string> seen;
+    for (const auto& [id, line] : *list) {
+      if (!known(id))
+        L.error(line, "area.households", "no [[meter]] with id " + quoted(id));
+      else if (id == a.summary)
+        L.error(line, "area.households", quoted(id) + " is the summary meter");
+      else if (!seen.insert(id).second)
+        L.error(line, "area.households", quoted(id) + " is listed twice");
+      else
+        a.households.push_back(id);
+    }
+    if (list->empty()) L.error(line_of(*t->get("households")), "area.households", "is empty");
+  } else if (!t->get("households")) {
+    L.error(s.line, "area.households", "is required");
+  }
+  if (auto v = L.string(s, "loss_threshold_percent")) {
+    const auto d = protocol::parse_decimal(*v);
+    if (!d || d->mantissa <= 0 || !(*d < protocol::Decimal{100, 0}))
+      L.error(line_of(*t->get("loss_threshold_percent")), "area.loss_threshold_percent",
+              "expected a percentage above 0 and below 100 as a string such as \"8.0\", got " +
+                  quoted(*v));
+    else
+      a.loss_threshold_percent = *d;
+  }
+}
+
 // ---- buses -----------------------------------------------------------------------------
 
 void load_buses(Loader& L, const toml::table& root, std::vector<drivers::BusConfig>& buses,
@@ -424,7 +553,7 @@ void load_meters(Loader& L, const toml::table& root, const std::vector<drivers::
   for (const toml::table* t : L.tables(root, "meter", "meter")) {
     const Scope s{*t, "meter", line_of(*t)};
     L.check_keys(s, {"id", "bus", "protocol", "address", "profile", "interval", "quantities",
-                     "preamble", "password"});
+                     "preamble", "password", "hourly"});
     MeterConfig m;
     m.line = s.line;
     bool good = true;
@@ -610,6 +739,13 @@ void load_meters(Loader& L, const toml::table& root, const std::vector<drivers::
         m.password = *v;
       }
     }
+    if (const toml::node* n = t->get("hourly");
+        n && protocol && *protocol != MeterProtocol::dlt645_2007) {
+      L.error(line_of(*n), "meter.hourly", "only DL/T 645-2007 meters keep hourly freezes (0504)");
+      good = false;
+    } else if (auto v = L.boolean(s, "hourly")) {
+      m.hourly = *v;
+    }
     if (!normal.empty() && bus) {
       const auto key = std::tuple(m.bus, std::string(is_dlt ? "dlt" : "modbus"), normal);
       if (const auto [it, fresh] = taken.emplace(key, std::pair(m.id, line_of(*t->get("address"))));
@@ -641,8 +777,8 @@ LoadResult parse_config(const std::string& toml_text, const std::string& file_na
   }
   Loader L(file_name);
   const Scope top{root, "", 0};
-  L.check_keys(top,
-               {"gateway", "buffer", "mqtt", "bus", "meter", "profile", "commands", "polling"});
+  L.check_keys(top, {"gateway", "buffer", "mqtt", "bus", "meter", "profile", "commands", "polling",
+                     "tasks", "area"});
   Config c;
   c.file = file_name;
   load_gateway(L, root, c.gateway);
@@ -655,6 +791,8 @@ LoadResult parse_config(const std::string& toml_text, const std::string& file_na
   std::map<std::string, int> bus_lines;
   load_buses(L, root, c.buses, bus_lines);
   load_meters(L, root, c.buses, bus_lines, *profiles, c.meters);
+  load_tasks(L, root, c.tasks);
+  load_area(L, root, c.meters, c.area);
   c.profiles = std::move(profiles);
   result.errors = L.take_errors();
   if (result.errors.empty()) result.config = std::move(c);

@@ -45,6 +45,18 @@ bool operator==(const Decimal& a, const Decimal& b) noexcept {
   return scaled && *scaled == b.mantissa;
 }
 
+bool operator<(const Decimal& a, const Decimal& b) noexcept {
+  // Scaling the one with the larger exponent to the other's exponent only
+  // multiplies; if that overflows, its magnitude is beyond every int64 at
+  // that exponent, so its sign decides.
+  if (a.exponent >= b.exponent) {
+    const auto scaled = rescale(a, b.exponent);
+    return scaled ? *scaled < b.mantissa : a.mantissa < 0;
+  }
+  const auto scaled = rescale(b, a.exponent);
+  return scaled ? a.mantissa < *scaled : b.mantissa > 0;
+}
+
 std::string to_string(const Decimal& d) {
   const bool negative = d.mantissa < 0;
   // Work on the magnitude as unsigned so INT64_MIN stays printable.

@@ -18,6 +18,9 @@ struct Decimal {
   // Numeric equality: 220.0 == 220.00 == 220.
   friend bool operator==(const Decimal& a, const Decimal& b) noexcept;
 
+  // Numeric order: 219.9 < 220.0 < 220.01 (no floating point).
+  friend bool operator<(const Decimal& a, const Decimal& b) noexcept;
+
   // Same digits and same precision (what a byte-exact round trip needs).
   bool identical(const Decimal& other) const noexcept {
     return mantissa == other.mantissa && exponent == other.exponent;

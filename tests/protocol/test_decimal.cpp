@@ -133,3 +133,20 @@ TEST_CASE("bcd: one parser of printed digit pairs") {
   CHECK_FALSE(bcd::parse_pair('1', ':'));
   CHECK_FALSE(bcd::parse_pair('/', '0'));
 }
+
+// Order across precisions, without doubles: a comparison that looks at the
+// mantissas only calls 220.0 (2200e-1) bigger than 242 (242e0); one through
+// double loses the last digit of 18-digit values.
+TEST_CASE("decimal order is numeric across precisions") {
+  using meterd::protocol::Decimal;
+  CHECK(Decimal{2200, -1} < Decimal{242, 0});
+  CHECK_FALSE(Decimal{242, 0} < Decimal{2200, -1});
+  CHECK_FALSE(Decimal{2200, -1} < Decimal{22000, -2});  // equal
+  CHECK(Decimal{21999, -2} < Decimal{2200, -1});
+  CHECK(Decimal{-5, 0} < Decimal{1, -3});
+  CHECK(Decimal{999999999999999998, 0} < Decimal{999999999999999999, 0});
+  // Scaling overflows: the one with the big exponent is beyond every int64.
+  CHECK(Decimal{1, -2} < Decimal{1, 30});
+  CHECK(Decimal{-1, 30} < Decimal{1, -2});
+  CHECK_FALSE(Decimal{1, 30} < Decimal{5, -2});
+}
