@@ -1,6 +1,10 @@
 // The control channel's commands, one table entry each (README: "Control
 // channel"). Each entry names what it needs (a meter, a DL/T 645 meter)
 // and the dispatcher checks that once.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
 #include "protocol/dlt645/requests.hpp"
 #include "protocol/dlt645/values.hpp"
 #include "simulator/dlt645_meter.hpp"
@@ -21,6 +25,52 @@ std::optional<Millis> ms_arg(const json& req, const char* key, Millis fallback) 
   if (!req.contains(key)) return fallback;
   if (!req[key].is_number_integer() || req[key].get<Millis>() < 0) return std::nullopt;
   return req[key].get<Millis>();
+}
+
+bool is_household(const std::optional<AreaSpec>& area, const std::string& id) {
+  return area &&
+         std::find(area->households.begin(), area->households.end(), id) != area->households.end();
+}
+
+// 0.01 kWh units -> "123.45" (negative after a meter clear).
+std::string centi_text(std::int64_t c) {
+  const std::int64_t a = c < 0 ? -c : c;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%lld.%02lld", c < 0 ? "-" : "", static_cast<long long>(a / 100),
+                static_cast<long long>(a % 100));
+  return buf;
+}
+
+// value / 10^decimals as fixed-point text.
+std::string fixed_text(std::int64_t v, int decimals) {
+  std::int64_t scale = 1;
+  for (int k = 0; k < decimals; ++k) scale *= 10;
+  const std::int64_t a = v < 0 ? -v : v;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%s%lld.%0*lld", v < 0 ? "-" : "",
+                static_cast<long long>(a / scale), decimals, static_cast<long long>(a % scale));
+  return buf;
+}
+
+std::string local_minute_text(Millis local) {
+  const Civil c = civil(local);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d", c.year, c.month, c.day, c.hour,
+                c.minute);
+  return buf;
+}
+
+// "YYYY-MM-DD" -> that local midnight (ms), nullopt unless a real date.
+std::optional<Millis> parse_date(const std::string& text) {
+  int y = 0, m = 0, d = 0;
+  char tail = 0;
+  if (text.size() != 10 || std::sscanf(text.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+    return std::nullopt;
+  if (m < 1 || m > 12 || d < 1 || d > 31) return std::nullopt;
+  const Millis t = from_civil(y, m, d);
+  const Civil c = civil(t);
+  if (c.year != y || c.month != m || c.day != d) return std::nullopt;  // 2026-02-30
+  return t;
 }
 
 }  // namespace
@@ -143,8 +193,13 @@ const std::vector<Fleet::Command>& Fleet::commands() {
          return {{"ok", true}, {"meter", s->id}, {"answers_from", iso_utc(s->silent_until)}};
        }},
       {"truth", Needs::meter,
-       [](Fleet&, const json&, Seat* s, Millis now) -> json {
+       [](Fleet& f, const json&, Seat* s, Millis now) -> json {
          json t = s->meter->truth(now);
+         if (f.config_.area && f.config_.area->summary == s->id) t["area"] = "summary";
+         if (is_household(f.config_.area, s->id)) {
+           t["area"] = "household";
+           t["bypass_share"] = static_cast<double>(load_model(*s)->bypass_ppm()) / 1e6;
+         }
          t["online"] = s->online;
          t["listening"] = s->listening(now);
          t["ok"] = true;
@@ -214,6 +269,81 @@ const std::vector<Fleet::Command>& Fleet::commands() {
          s->dlt->set_clock(now,
                            from_civil(t->year, t->month, t->day, t->hour, t->minute, t->second));
          return {{"ok", true}, {"meter", s->id}, {"meter_time", s->dlt->truth(now)["meter_time"]}};
+       }},
+      {"bypass", Needs::meter,
+       [](Fleet& f, const json& req, Seat* s, Millis now) -> json {
+         if (!f.config_.area) return fail("bypass: no area configured ([area] or --area N)");
+         if (!is_household(f.config_.area, s->id))
+           return fail("bypass: meter '" + s->id + "' is not a household of the area (summary " +
+                       f.config_.area->summary + ")");
+         const double share =
+             req.contains("share") && req["share"].is_number() ? req["share"].get<double>() : -1.0;
+         if (!(share >= 0.0 && share <= 1.0))
+           return fail("bypass: expected \"share\": the unmetered fraction of the load, 0..1");
+         const std::int64_t share_ppm = std::llround(share * 1e6);
+         load_model(*s)->bypass(now, share_ppm);
+         return {{"ok", true}, {"meter", s->id}, {"share", static_cast<double>(share_ppm) / 1e6}};
+       }},
+      {"area", Needs::nothing,
+       [](Fleet& f, const json& req, Seat*, Millis now) -> json {
+         if (!f.config_.area) return fail("area: no area configured ([area] or --area N)");
+         const AreaSpec& a = *f.config_.area;
+         json bypass = json::object();
+         for (const auto& h : a.households)
+           if (const auto p = load_model(*f.find_seat(h))->bypass_ppm())
+             bypass[h] = static_cast<double>(p) / 1e6;
+         json out{{"ok", true},
+                  {"summary", a.summary},
+                  {"households", a.households},
+                  {"loss_percent", a.loss_percent},
+                  {"bypass", bypass}};
+         if (!req.contains("date")) return out;
+         const auto from = req["date"].is_string() ? parse_date(req["date"]) : std::nullopt;
+         if (!from) return fail("area: \"date\" must be a local date \"YYYY-MM-DD\"");
+         const Millis to = *from + ms_per_day;
+         // Consumption of the day as the freezes show it: the freeze stamped
+         // the next local midnight less the one stamped this midnight, each
+         // truncated to the 0.01 kWh the meter answers (05060101).
+         std::string error;
+         const auto day = [&](const std::string& id) -> std::int64_t {
+           Dlt645Meter* m = load_model(*f.find_seat(id));
+           std::int64_t c = 0;
+           for (const Millis at : {*from, to}) {
+             const auto uwh = m->daily_freeze_uwh(now, at);
+             if (!uwh && error.empty())
+               error = "area: meter '" + id + "' holds no daily freeze stamped " +
+                       local_minute_text(at) + " (it keeps the last 62 local midnights)";
+             c = (uwh ? *uwh / 10'000'000 : 0) - c;  // µWh -> 0.01 kWh, toward zero
+           }
+           return c;
+         };
+         const std::int64_t summary = day(a.summary);
+         std::int64_t total = 0;
+         json households = json::object();
+         for (const auto& h : a.households) {
+           const std::int64_t c = day(h);
+           households[h] = centi_text(c);
+           total += c;
+         }
+         if (!error.empty()) return fail(error);
+         out["date"] = req["date"];
+         out["from"] = local_minute_text(*from);
+         out["to"] = local_minute_text(to);
+         out["summary_kwh"] = centi_text(summary);
+         out["households_kwh"] = households;
+         out["households_total_kwh"] = centi_text(total);
+         out["loss_kwh"] = centi_text(summary - total);
+         if (summary == 0) {
+           out["rate"] = out["rate_percent"] = nullptr;
+         } else {  // (summary - households) / summary, rounded half away from zero at 1e-8
+           const std::int64_t num = (summary - total) * 100'000'000;
+           std::int64_t q = num / summary;
+           if (2 * std::abs(num % summary) >= std::abs(summary))
+             q += (num < 0) != (summary < 0) ? -1 : 1;
+           out["rate"] = fixed_text(q, 8);
+           out["rate_percent"] = fixed_text(q, 6);
+         }
+         return out;
        }},
   };
   return table;

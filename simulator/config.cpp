@@ -52,7 +52,67 @@ void check_keys(const std::filesystem::path& file, const toml::table& t,
   }
 }
 
+// The [area] table, read as written; validate() checks it against the meters.
+AreaSpec load_area(const std::filesystem::path& file, const toml::node& n) {
+  const auto* t = n.as_table();
+  if (!t) throw ConfigError(where(file, n, "area") + ": expected an [area] table");
+  check_keys(file, *t, {"summary", "households", "loss_percent"});
+  AreaSpec a;
+  a.summary = get<std::string>(file, *t, "summary", "");
+  if (a.summary.empty())
+    throw ConfigError(where(file, n, "area.summary") + ": required: the summary meter's id");
+  const toml::node* h = t->get("households");
+  if (!h) throw ConfigError(where(file, n, "area.households") + ": required: a list of meter ids");
+  const auto* list = h->as_array();
+  if (!list) throw ConfigError(where(file, *h, "area.households") + ": expected a list of ids");
+  for (const auto& e : *list) {
+    if (!e.is_string()) throw ConfigError(where(file, e, "area.households") + ": expected ids");
+    a.households.push_back(e.as_string()->get());
+  }
+  if (const toml::node* l = t->get("loss_percent")) {
+    if (l->is_string()) {
+      a.loss_percent = l->as_string()->get();
+    } else if (l->is_integer()) {
+      a.loss_percent = std::to_string(l->as_integer()->get());
+    } else if (l->is_floating_point()) {  // 3.5 as a number: its shortest decimal form
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.4f", l->as_floating_point()->get());
+      a.loss_percent = buf;
+      while (a.loss_percent.back() == '0') a.loss_percent.pop_back();
+      if (a.loss_percent.back() == '.') a.loss_percent.pop_back();
+    } else {
+      throw ConfigError(where(file, *l, "area.loss_percent") + ": expected a percentage (\"3.5\")");
+    }
+  }
+  return a;
+}
+
 }  // namespace
+
+std::optional<std::int64_t> parse_loss_percent(const std::string& text) {
+  std::int64_t whole = 0, frac = 0;
+  int digits = 0, decimals = -1;  // -1: no point yet
+  for (char ch : text) {
+    if (ch == '.' && decimals < 0 && digits > 0) {
+      decimals = 0;
+    } else if (ch >= '0' && ch <= '9') {
+      if (decimals < 0) {
+        if (++digits > 3) return std::nullopt;
+        whole = whole * 10 + (ch - '0');
+      } else {
+        if (++decimals > 4) return std::nullopt;
+        frac = frac * 10 + (ch - '0');
+      }
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (digits == 0 || decimals == 0) return std::nullopt;
+  for (int k = std::max(decimals, 0); k < 4; ++k) frac *= 10;
+  const std::int64_t v = whole * 10'000 + frac;  // percent * 1e4 == ppm
+  if (v >= 500'000) return std::nullopt;
+  return v;
+}
 
 FleetConfig load_config(const std::filesystem::path& file) {
   toml::table root;
@@ -62,9 +122,9 @@ FleetConfig load_config(const std::filesystem::path& file) {
     throw ConfigError(file.string() + ":" + std::to_string(e.source().begin.line) + ": " +
                       std::string(e.description()));
   }
-  check_keys(
-      file, root,
-      {"seed", "static", "wire_timing", "utc_offset_minutes", "run_dir", "bus", "tcp", "meter"});
+  check_keys(file, root,
+             {"seed", "static", "wire_timing", "utc_offset_minutes", "run_dir", "bus", "tcp",
+              "meter", "area"});
   FleetConfig c;
   c.seed = get<std::uint64_t>(file, root, "seed", 1);
   c.static_values = get<bool>(file, root, "static", false);
@@ -143,10 +203,19 @@ FleetConfig load_config(const std::filesystem::path& file) {
       throw ConfigError(where(file, *t.get("phases"), "phases") + ": expected 1 or 3");
     c.meters.push_back(m);
   });
+  if (const toml::node* n = root.get("area")) c.area = load_area(file, *n);
   try {
     validate(c);
   } catch (const ConfigError& e) {
-    throw ConfigError(file.string() + ": " + e.what());
+    // An [area] error ("area.KEY: ...") points at its key's line.
+    const std::string what = e.what();
+    const toml::node* area = root.get("area");
+    if (area && area->is_table() && what.rfind("area.", 0) == 0) {
+      const std::string key = what.substr(5, what.find(':') - 5);
+      const toml::node* at = area->as_table()->get(key);
+      throw ConfigError(where(file, at ? *at : *area, "") + what);
+    }
+    throw ConfigError(file.string() + ": " + what);
   }
   return c;
 }
@@ -203,9 +272,66 @@ FleetConfig quick_config(const QuickCounts& n) {
       c.meters.push_back(m);
     }
   }
-  validate(c);
+  if (n.area) {
+    // After the quick fleet, round-robin on its buses; ids and addresses
+    // (88xxxxxxxxxx) stay clear of the quick fleet's m0001.../00000000000N.
+    const unsigned serial = n.dlt2007 + n.dlt1997 + n.modbus_rtu;
+    AreaSpec a;
+    a.summary = "area-s";
+    a.loss_percent = n.area_loss_percent;
+    for (unsigned k = 0; k <= n.area; ++k) {
+      MeterSpec m;
+      m.id = k == 0 ? a.summary : "area-h" + std::to_string(k);
+      m.protocol = "dlt645-2007";
+      m.bus = c.buses[(serial + k) % buses].name;
+      char addr[16];
+      std::snprintf(addr, sizeof addr, "88%010u", k);
+      m.address = addr;
+      m.phases = k == 0 ? 3 : 1;  // a three-phase transformer meter, single-phase homes
+      if (k > 0) a.households.push_back(m.id);
+      c.meters.push_back(m);
+    }
+    c.area = a;
+  }
+  try {
+    validate(c);
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    if (what.rfind("area.loss_percent", 0) == 0)
+      throw ConfigError("--area-loss-percent" + what.substr(what.find(':')));
+    throw;
+  }
   return c;
 }
+
+namespace {
+
+void validate_area(const FleetConfig& c) {
+  const AreaSpec& a = *c.area;
+  const auto find = [&](const std::string& id) -> const MeterSpec* {
+    for (const auto& m : c.meters)
+      if (m.id == id) return &m;
+    return nullptr;
+  };
+  const MeterSpec* s = find(a.summary);
+  if (!s) throw ConfigError("area.summary: no meter '" + a.summary + "' in this fleet");
+  if (s->protocol != "dlt645-2007")
+    throw ConfigError("area.summary: '" + a.summary + "' is " + s->protocol +
+                      "; the summary must be a dlt645-2007 meter");
+  if (a.households.empty()) throw ConfigError("area.households: the area has no households");
+  std::set<std::string> seen;
+  for (const auto& h : a.households) {
+    if (h == a.summary)
+      throw ConfigError("area.households: '" + h + "' is the summary meter, not a household");
+    if (!find(h)) throw ConfigError("area.households: no meter '" + h + "' in this fleet");
+    if (!seen.insert(h).second) throw ConfigError("area.households: '" + h + "' listed twice");
+  }
+  if (!parse_loss_percent(a.loss_percent))
+    throw ConfigError("area.loss_percent: '" + a.loss_percent +
+                      "' is not a percentage in [0, 50) with up to 4 decimals (\"3.5\")");
+}
+
+}  // namespace
 
 void validate(const FleetConfig& c) {
   std::set<std::string> names, ids;
@@ -254,6 +380,7 @@ void validate(const FleetConfig& c) {
     if (!addresses.insert({m.bus, key}).second)
       throw ConfigError("meter " + m.id + ": address " + m.address + " used twice on " + m.bus);
   }
+  if (c.area) validate_area(c);
 }
 
 }  // namespace meterd::simulator

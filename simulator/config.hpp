@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,6 +39,18 @@ struct MeterSpec {
   unsigned power_up_ms = 2000;        // silent this long after power_cycle / online
 };
 
+// A transformer area (台区): a summary meter (总表) and the households it
+// feeds; the summary registers Σ households' load / (1 - loss).
+struct AreaSpec {
+  std::string summary;                  // a dlt645-2007 meter id
+  std::vector<std::string> households;  // DL/T 645 (2007 or 1997) or Modbus meter ids
+  std::string loss_percent = "0";       // as written: "3.5" (parse_loss_percent)
+};
+
+// "3.5" (percent, up to 4 decimals) -> 35000 ppm; nullopt unless a plain
+// decimal in [0, 50).
+std::optional<std::int64_t> parse_loss_percent(const std::string& text);
+
 struct FleetConfig {
   std::uint64_t seed = 1;
   bool static_values = false;
@@ -47,6 +60,7 @@ struct FleetConfig {
   std::vector<BusSpec> buses;
   std::vector<TcpSpec> tcp;
   std::vector<MeterSpec> meters;
+  std::optional<AreaSpec> area;
 };
 
 // A config error that names file, line and key.
@@ -59,8 +73,12 @@ FleetConfig load_config(const std::filesystem::path& file);
 
 // The quick-flag fleet: meters spread round-robin over `buses` RS-485 buses
 // (Modbus TCP meters behind one converter port, up to 32 units each).
+// `area` > 0 adds an area: a DL/T 645-2007 summary meter "area-s" and
+// `area` 2007 households "area-h1"... (addresses 880000000000 and up).
 struct QuickCounts {
   unsigned dlt2007 = 0, dlt1997 = 0, modbus_rtu = 0, modbus_tcp = 0, buses = 1, baud = 2400;
+  unsigned area = 0;
+  std::string area_loss_percent = "3";
 };
 FleetConfig quick_config(const QuickCounts& counts);
 

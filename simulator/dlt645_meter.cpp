@@ -34,12 +34,24 @@ double unit(std::uint64_t seed, std::uint64_t key) {
   return static_cast<double>(splitmix(seed * 0x100000001B3ull ^ key) >> 11) * 0x1.0p-53;
 }
 
+// The state a minute counts with: the last change before the minute's end
+// (the meter integrates a minute only once it is over).
+template <typename T>
+T state_in(const std::vector<std::pair<Millis, T>>& changes, std::int64_t minute, T initial) {
+  const Millis end = (minute + 1) * ms_per_minute;
+  for (auto it = changes.rbegin(); it != changes.rend(); ++it)
+    if (it->first < end) return it->second;
+  return initial;
+}
+
+constexpr std::int64_t ppm = 1'000'000;
+
 }  // namespace
 
 // ---- construction and time ----------------------------------------------------
 
-Dlt645Meter::Dlt645Meter(Dlt645MeterConfig config, Millis start)
-    : config_(std::move(config)), start_(start) {
+Dlt645Meter::Dlt645Meter(Dlt645MeterConfig config, Millis start, AreaFeed area)
+    : config_(std::move(config)), start_(start), area_(std::move(area)) {
   config_.tariffs = std::clamp(config_.tariffs, 1u, 63u);
   config_.phases = config_.phases == 1 ? 1 : 3;
   const auto u = [&](std::uint64_t key) { return unit(config_.seed, key); };
@@ -55,7 +67,9 @@ Dlt645Meter::Dlt645Meter(Dlt645MeterConfig config, Millis start)
   }
 
   // Past events (before the history walk, so outages show in the energy).
-  const unsigned outages = 1 + static_cast<unsigned>(u(10) * 4);
+  // A summary meter sits at the transformer: a past outage there would have
+  // been the whole area's, so it keeps none and its households' show.
+  const unsigned outages = area_.households.empty() ? 1 + static_cast<unsigned>(u(10) * 4) : 0;
   for (unsigned k = 0; k < outages; ++k) {
     const Millis at = start - static_cast<Millis>((1 + 58 * u(20 + k)) * ms_per_day);
     const Millis len = static_cast<Millis>((5 + 175 * u(40 + k)) * ms_per_minute);
@@ -88,7 +102,7 @@ Dlt645Meter::Dlt645Meter(Dlt645MeterConfig config, Millis start)
     const std::int64_t step = at < start - 62 * ms_per_day ? 60 : 15;
     const std::int64_t n = std::min<std::int64_t>(step, end_minute - minute_);
     const Millis prev_local = local_time(at);
-    if (!config_.static_values) integrate(minute_, n * ms_per_minute, registers_, false);
+    if (!config_.static_values) integrate(minute_, n * ms_per_minute, registers_);
     minute_ += n;
     on_local_boundaries(prev_local, local_time(minute_ * ms_per_minute));
   }
@@ -130,6 +144,11 @@ std::int64_t Dlt645Meter::load_mw(std::int64_t minute) const {
   const Millis at = minute * ms_per_minute;
   for (const auto& [from, to] : outages_)
     if (at >= from && at < to) return 0;
+  if (!area_.households.empty()) {  // a summary meter: Σ households / (1 - loss)
+    std::int64_t sum = 0;
+    for (const Dlt645Meter* h : area_.households) sum += h->consumed_mw(minute);
+    return sum * ppm / (ppm - area_.loss_ppm);
+  }
   if (config_.static_values) return static_cast<std::int64_t>(base_w_ * 1000);
   // Real local time (the load does not follow the meter's clock).
   const Millis local = at + config_.utc_offset_ms;
@@ -139,6 +158,31 @@ std::int64_t Dlt645Meter::load_mw(std::int64_t minute) const {
       0.25 + 0.6 * std::exp(-(h - 8) * (h - 8) / 2) + std::exp(-(h - 19.5) * (h - 19.5) / 4.5);
   const double w = (base_w_ + peak_w_ * shape) * (1.0 + 0.15 * noise(minute));
   return static_cast<std::int64_t>(w * 1000);
+}
+
+std::int64_t Dlt645Meter::consumed_mw(std::int64_t minute) const {
+  return state_in(relay_changes_, minute, RelayState::closed) == RelayState::open ? 0
+                                                                                  : load_mw(minute);
+}
+
+std::int64_t Dlt645Meter::metered_mw(std::int64_t minute) const {
+  return consumed_mw(minute) * (ppm - state_in(bypass_changes_, minute, std::int64_t{0})) / ppm;
+}
+
+void Dlt645Meter::bypass(Millis now, std::int64_t share_ppm) {
+  advance(now);  // the minutes before now keep the share they had
+  bypass_changes_.emplace_back(now, std::clamp<std::int64_t>(share_ppm, 0, ppm));
+}
+
+std::int64_t Dlt645Meter::bypass_ppm() const noexcept {
+  return bypass_changes_.empty() ? 0 : bypass_changes_.back().second;
+}
+
+std::optional<std::int64_t> Dlt645Meter::daily_freeze_uwh(Millis now, Millis local_midnight) {
+  advance(now);
+  for (const auto& f : daily_)
+    if (f.local_time == local_midnight) return f.regs.r[0][imp];
+  return std::nullopt;
 }
 
 // Time-of-use table (SG style): T1 sharp 19-21, T2 peak 08-11 and 17-19 and
@@ -155,8 +199,8 @@ unsigned Dlt645Meter::tariff_at(Millis local) const {
   return std::min(t, config_.tariffs);
 }
 
-void Dlt645Meter::integrate(std::int64_t minute, Millis span_ms, Registers& regs, bool live) {
-  const std::int64_t p = relay_ == RelayState::open && live ? 0 : load_mw(minute);
+void Dlt645Meter::integrate(std::int64_t minute, Millis span_ms, Registers& regs) {
+  const std::int64_t p = metered_mw(minute);
   const double tan_phi = std::tan(std::acos(pf_));
   const std::int64_t de = p * span_ms / 3600;  // mW·ms -> µWh
   const auto dq = static_cast<std::int64_t>(static_cast<double>(de) * tan_phi);
@@ -203,7 +247,7 @@ void Dlt645Meter::advance(Millis now) {
   const std::int64_t target = floor_div(now, ms_per_minute);
   while (minute_ < target) {
     const Millis prev_local = local_time(minute_ * ms_per_minute);
-    if (!config_.static_values) integrate(minute_, ms_per_minute, registers_, true);
+    if (!config_.static_values) integrate(minute_, ms_per_minute, registers_);
     ++minute_;
     on_local_boundaries(prev_local, local_time(minute_ * ms_per_minute));
   }
@@ -214,7 +258,7 @@ Dlt645Meter::Registers Dlt645Meter::registers_at(Millis now) const {
   if (config_.static_values || relay_ == RelayState::open) return regs;
   const Millis part = now - minute_ * ms_per_minute;
   if (part <= 0) return regs;
-  const std::int64_t de = load_mw(minute_) * part / 3600;
+  const std::int64_t de = metered_mw(minute_) * part / 3600;
   const unsigned t = tariff_at(local_time(minute_ * ms_per_minute));
   for (unsigned slot : {0u, t}) {
     regs.r[slot][imp] += de;
@@ -229,7 +273,7 @@ Dlt645Meter::Instant Dlt645Meter::instant(Millis now) const {
   Instant v;
   const std::int64_t minute = floor_div(now, ms_per_minute);
   const bool live = relay_ == RelayState::closed && powered(now);
-  const double p_w = live ? static_cast<double>(load_mw(minute)) / 1000 : 0.0;
+  const double p_w = live ? static_cast<double>(metered_mw(minute)) / 1000 : 0.0;
   const double wobble = config_.static_values ? 0.0 : 1.0;
   const double pf = std::clamp(pf_ + 0.01 * wobble * noise(minute * 7 + 3), 0.5, 1.0);
   v.pf[0] = static_cast<std::int64_t>(pf * 1000);
@@ -258,6 +302,11 @@ std::array<std::int64_t, 6> Dlt645Meter::snapshot(Millis now) {
   const Registers regs = registers_at(now);
   return {regs.r[0][imp], regs.r[0][exp], regs.r[0][q1],
           regs.r[0][q2],  regs.r[0][q3],  regs.r[0][q4]};
+}
+
+void Dlt645Meter::set_relay(Millis now, RelayState state) {
+  relay_ = state;
+  relay_changes_.emplace_back(now, state);
 }
 
 void Dlt645Meter::record(std::deque<MeterEvent>& log, MeterEvent e, unsigned& count) {
@@ -300,7 +349,7 @@ void Dlt645Meter::set_clock(Millis now, Millis meter_local) {
 void Dlt645Meter::press_button(Millis now) {
   if (relay_ == RelayState::open && close_allowed_) {
     advance(now);
-    relay_ = RelayState::closed;
+    set_relay(now, RelayState::closed);
     close_allowed_ = false;
     MeterEvent e;
     e.start = e.end = local_time(now);
@@ -319,7 +368,7 @@ void Dlt645Meter::relay_command(dlt::RelayCommand c, Millis now, const dlt::Oper
       trip_commanded_ = true;
       close_allowed_ = false;
       if (relay_ == RelayState::closed) {
-        relay_ = RelayState::open;
+        set_relay(now, RelayState::open);
         record(trips_, e, trip_count_);
       }
       break;
@@ -331,7 +380,7 @@ void Dlt645Meter::relay_command(dlt::RelayCommand c, Millis now, const dlt::Oper
       trip_commanded_ = false;
       close_allowed_ = false;
       if (relay_ == RelayState::open) {
-        relay_ = RelayState::closed;
+        set_relay(now, RelayState::closed);
         record(closes_, e, close_count_);
       }
       break;
@@ -345,7 +394,7 @@ void Dlt645Meter::relay_command(dlt::RelayCommand c, Millis now, const dlt::Oper
       keep_power_ = true;
       trip_commanded_ = false;
       if (relay_ == RelayState::open) {
-        relay_ = RelayState::closed;
+        set_relay(now, RelayState::closed);
         record(closes_, e, close_count_);
       }
       break;

@@ -42,6 +42,17 @@ struct Dlt645MeterConfig {
 
 enum class RelayState { closed, open };
 
+class Dlt645Meter;
+
+// What a transformer area's summary meter (台区总表) measures: the true load
+// of its households' premises (metered or bypassed) plus the technical line
+// loss, so that summary = Σ households / (1 - loss) minute by minute. The
+// households must outlive the summary (the fleet owns both).
+struct AreaFeed {
+  std::vector<const Dlt645Meter*> households;
+  std::int64_t loss_ppm = 0;  // technical loss, parts per million of the summary's energy
+};
+
 // One entry of an event log.
 struct MeterEvent {
   Millis start = 0;  // meter local time
@@ -55,7 +66,9 @@ class Dlt645Meter final : public Meter {
  public:
   // Builds the meter with a consistent history: a year of energy growth,
   // 62 daily freezes, 12 settlement periods, a few past events.
-  Dlt645Meter(Dlt645MeterConfig config, Millis start);
+  // With a non-empty `area` the meter is that area's summary meter: its load
+  // is the households' (see AreaFeed), from its history on.
+  Dlt645Meter(Dlt645MeterConfig config, Millis start, AreaFeed area = {});
 
   const Dlt645MeterConfig& config() const noexcept { return config_; }
 
@@ -93,6 +106,22 @@ class Dlt645Meter final : public Meter {
   RelayState relay() const noexcept { return relay_; }
   Millis local_time(Millis now) const noexcept;
 
+  // Area (line loss). The load behind the meter's terminals in one UTC
+  // minute (mW): zero while powered off or while its relay is open,
+  // whatever the meter registers of it. A pure function of the minute and
+  // of the meter's recorded changes, never of how far it has advanced, so
+  // a summary meter gets the same figures whichever meter is read first.
+  std::int64_t consumed_mw(std::int64_t minute) const;
+  // What it registers of that load: consumed less the bypassed share.
+  std::int64_t metered_mw(std::int64_t minute) const;
+  // From `now` on, `share_ppm` (0..1'000'000) of the load goes round the
+  // meter (a bypass, 窃电); 0 ends it.
+  void bypass(Millis now, std::int64_t share_ppm);
+  std::int64_t bypass_ppm() const noexcept;
+  // Forward active energy total (µWh) of the daily freeze stamped at this
+  // meter-local midnight, if the meter holds it (after advancing to `now`).
+  std::optional<std::int64_t> daily_freeze_uwh(Millis now, Millis local_midnight);
+
  private:
   enum Kind { imp, exp, q1, q2, q3, q4, app_imp, app_exp, kinds };
   struct Registers {
@@ -122,7 +151,7 @@ class Dlt645Meter final : public Meter {
   double noise(std::int64_t key) const;
   unsigned tariff_at(Millis local) const;
   Instant instant(Millis now) const;
-  void integrate(std::int64_t minute, Millis span_ms, Registers& regs, bool live);
+  void integrate(std::int64_t minute, Millis span_ms, Registers& regs);
   void advance(Millis now);
   Registers registers_at(Millis now) const;
   void on_local_boundaries(Millis prev_local, Millis next_local);
@@ -142,6 +171,7 @@ class Dlt645Meter final : public Meter {
   bool password_ok(std::span<const std::uint8_t> pa_p0_p2) const;
   void relay_command(dlt::RelayCommand c, Millis now, const dlt::OperatorCode& op);
   void record(std::deque<MeterEvent>& log, MeterEvent e, unsigned& count);
+  void set_relay(Millis now, RelayState state);
   std::array<std::int64_t, 6> snapshot(Millis now);
 
   Dlt645MeterConfig config_;
@@ -166,6 +196,12 @@ class Dlt645Meter final : public Meter {
   Millis cover_open_until_ = 0;
 
   RelayState relay_ = RelayState::closed;
+  // Changes with their UTC time, so the load of any minute can be told
+  // later: a minute counts with the state its end saw (the registers of a
+  // minute are integrated only after it, with the state then in force).
+  std::vector<std::pair<Millis, RelayState>> relay_changes_;
+  std::vector<std::pair<Millis, std::int64_t>> bypass_changes_;  // share, ppm
+  AreaFeed area_;
   bool trip_commanded_ = false;
   bool close_allowed_ = false;
   bool alarm_ = false;

@@ -28,16 +28,14 @@ Fleet::Fleet(asio::io_context& io, FleetConfig config) : io_(io), config_(std::m
   for (const auto& t : config_.tcp)
     tcp_.push_back(std::make_unique<TcpConverter>(io_, t.name, t.port, clock_,
                                                   config_.seed * 2000003 + tcp_.size()));
-  std::uint64_t n = 0;
-  for (const auto& m : config_.meters) {
-    ++n;
-    const std::uint64_t seed = m.seed ? m.seed : config_.seed * 7919 + n;
+  const auto build = [&](std::size_t index, AreaFeed area) {
+    const MeterSpec& m = config_.meters[index];
+    const std::uint64_t seed = m.seed ? m.seed : config_.seed * 7919 + index + 1;
     const unsigned turnaround =
         m.turnaround_ms ? m.turnaround_ms : 20 + static_cast<unsigned>(seed * 2654435761u % 41);
     auto seat = std::make_shared<Seat>();
     seat->id = m.id;
     seat->power_up_ms = m.power_up_ms;
-    Bus* bus = find_bus(m.bus);
     if (m.protocol == "modbus") {
       ModbusMeterConfig c;
       c.id = m.id;
@@ -47,7 +45,7 @@ Fleet::Fleet(asio::io_context& io, FleetConfig config) : io_(io), config_(std::m
       c.static_values = config_.static_values;
       c.turnaround_ms = turnaround;
       c.utc_offset_ms = offset;
-      if (bus) {
+      if (Bus* bus = find_bus(m.bus)) {
         c.baud = bus->line().baud;
         const auto p = bus->line().parity;
         c.parity = p == drivers::Parity::even ? 'E' : p == drivers::Parity::odd ? 'O' : 'N';
@@ -70,15 +68,40 @@ Fleet::Fleet(asio::io_context& io, FleetConfig config) : io_(io), config_(std::m
       c.turnaround_ms = turnaround;
       c.answer_preamble = seed % 5;
       c.password = *dlt::parse_password(m.password);
-      auto meter = std::make_unique<Dlt645Meter>(c, start);
+      auto meter = std::make_unique<Dlt645Meter>(c, start, std::move(area));
       seat->dlt = meter.get();
       seat->meter = std::move(meter);
     }
-    specs_[m.id] = &m;
-    if (bus) bus->add(seat);
-    if (TcpConverter* t = find_tcp(m.bus)) t->add(seat);
-    seats_.push_back(std::move(seat));
+    return seat;
+  };
+  // Households before their summary meter: its history walks their load.
+  const auto& meters = config_.meters;
+  const auto index_of = [&](const std::string& id) {
+    return static_cast<std::size_t>(
+        std::find_if(meters.begin(), meters.end(), [&](const MeterSpec& m) { return m.id == id; }) -
+        meters.begin());
+  };
+  std::vector<std::shared_ptr<Seat>> built(meters.size());
+  const std::size_t summary = config_.area ? index_of(config_.area->summary) : meters.size();
+  for (std::size_t i = 0; i < meters.size(); ++i)
+    if (i != summary) built[i] = build(i, {});
+  if (config_.area) {
+    AreaFeed feed;
+    feed.loss_ppm = *parse_loss_percent(config_.area->loss_percent);
+    for (const auto& h : config_.area->households)
+      feed.households.push_back(load_model(*built[index_of(h)]));
+    built[summary] = build(summary, std::move(feed));
   }
+  for (std::size_t i = 0; i < meters.size(); ++i) {
+    specs_[meters[i].id] = &meters[i];
+    if (Bus* bus = find_bus(meters[i].bus)) bus->add(built[i]);
+    if (TcpConverter* t = find_tcp(meters[i].bus)) t->add(built[i]);
+    seats_.push_back(std::move(built[i]));
+  }
+}
+
+Dlt645Meter* Fleet::load_model(const Seat& s) {
+  return s.dlt ? s.dlt : s.modbus ? &s.modbus->engine() : nullptr;
 }
 
 Fleet::~Fleet() { stop(); }
@@ -156,11 +179,16 @@ nlohmann::json Fleet::endpoints() const {
     tcp.push_back(
         {{"name", t->name()}, {"host", "127.0.0.1"}, {"port", t->port()}, {"meters", meters}});
   }
-  return {{"buses", buses},
-          {"tcp", tcp},
-          {"control", (config_.run_dir / "control.sock").string()},
-          {"wire_timing", config_.wire_timing},
-          {"static", config_.static_values}};
+  nlohmann::json out{{"buses", buses},
+                     {"tcp", tcp},
+                     {"control", (config_.run_dir / "control.sock").string()},
+                     {"wire_timing", config_.wire_timing},
+                     {"static", config_.static_values}};
+  if (config_.area)
+    out["area"] = {{"summary", config_.area->summary},
+                   {"households", config_.area->households},
+                   {"loss_percent", config_.area->loss_percent}};
+  return out;
 }
 
 std::string Fleet::gateway_config(const std::string& gateway_id,

@@ -30,7 +30,8 @@ class Fleet {
   void start();
   void stop();
 
-  // {"buses":[{name,path,baud,parity,meters:[{id,protocol,address,model}]}],"tcp":[...],"control":...}
+  // {"buses":[{name,path,baud,parity,meters:[{id,protocol,address,model}]}],"tcp":[...],
+  //  "control":..., "area":{summary,households,loss_percent} when configured}
   nlohmann::json endpoints() const;
   // A meterd config (DESIGN.md contract) for exactly this fleet.
   std::string gateway_config(const std::string& gateway_id, const std::string& data_dir) const;
@@ -47,6 +48,8 @@ class Fleet {
   static const std::vector<Command>& commands();
 
   Seat* find_seat(const std::string& id);
+  // The load model behind a seat (a Modbus meter's engine), for the area.
+  static Dlt645Meter* load_model(const Seat& s);
   Bus* find_bus(const std::string& name);
   TcpConverter* find_tcp(const std::string& name);
   // The transport a seat sits on, told when its switches change.

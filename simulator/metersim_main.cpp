@@ -37,6 +37,12 @@ int main(int argc, char** argv) {
                  "Number of Modbus RTU meters (SDM630, SDM120, DTSU666, generic in turn)");
   app.add_option("--modbus-tcp", n.modbus_tcp,
                  "Number of Modbus TCP meters (32 units per converter port)");
+  app.add_option("--area", n.area,
+                 "Add a transformer area: a DL/T 645-2007 summary meter area-s and N 2007 "
+                 "households area-h1..area-hN")
+      ->check(CLI::Range(1u, 1024u));
+  app.add_option("--area-loss-percent", n.area_loss_percent,
+                 "The area's technical line loss in percent, [0, 50) (default 3)");
   app.add_option("--buses", n.buses, "RS-485 buses to spread the serial meters over")
       ->check(CLI::Range(1u, 256u));
   app.add_option("--baud", n.baud, "Baud rate of the quick buses (8E1)")
@@ -60,10 +66,10 @@ int main(int argc, char** argv) {
     if (!config_file.empty()) {
       config = meterd::simulator::load_config(config_file);
     } else {
-      if (n.dlt2007 + n.dlt1997 + n.modbus_rtu + n.modbus_tcp == 0)
+      if (n.dlt2007 + n.dlt1997 + n.modbus_rtu + n.modbus_tcp + n.area == 0)
         throw meterd::simulator::ConfigError(
             "no meters: give --config FILE or "
-            "--dlt645-2007/--dlt645-1997/--modbus-rtu/--modbus-tcp counts");
+            "--dlt645-2007/--dlt645-1997/--modbus-rtu/--modbus-tcp/--area counts");
       config = meterd::simulator::quick_config(n);
     }
     if (app.count("--seed") || config_file.empty()) config.seed = seed;

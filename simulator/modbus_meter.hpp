@@ -49,6 +49,8 @@ class ModbusMeter final : public Meter {
                                               Millis quiet_ms = ms_per_day);
 
   const ModbusMeterConfig& config() const noexcept { return config_; }
+  // The electrical model behind the registers (an area's load, a bypass).
+  Dlt645Meter& engine() noexcept { return engine_; }
   // The canonical value of every primary register, exactly as a master
   // decodes it from the words this meter sends now.
   nlohmann::json truth(Millis now) override;
