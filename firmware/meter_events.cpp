@@ -89,34 +89,38 @@ std::optional<std::int64_t> parse_int(const std::string& text) {
 
 // ---- exact decimals --------------------------------------------------------
 
-__extension__ typedef __int128 Wide;
-
 int sign(std::int64_t m) { return (m > 0) - (m < 0); }
 
-// -1, 0, 1 as a < b, a == b, a > b, numerically (220.0 == 220.00).
+std::uint64_t magnitude(std::int64_t m) {
+  return m < 0 ? 0 - static_cast<std::uint64_t>(m) : static_cast<std::uint64_t>(m);
+}
+
+std::int64_t digits(std::uint64_t v) {
+  std::int64_t n = 0;
+  for (; v != 0; v /= 10) ++n;
+  return n;
+}
+
+// -1, 0, 1 as a < b, a == b, a > b, numerically (220.0 == 220.00). No
+// 128-bit integers: armhf has none.
 int compare(const Decimal& a, const Decimal& b) {
   const int sa = sign(a.mantissa), sb = sign(b.mantissa);
   if (sa != sb) return sa < sb ? -1 : 1;
   if (sa == 0) return 0;
-  // Same sign: compare magnitudes at the smaller exponent. |m| < 10^19, so
-  // a gap above 19 decides by itself, and one up to 19 fits in 128 bits.
-  const std::int64_t lo = std::min(a.exponent, b.exponent);
-  const std::int64_t gap_a = a.exponent - lo, gap_b = b.exponent - lo;
-  int magnitude = 0;
-  if (gap_a > 19) {
-    magnitude = 1;
-  } else if (gap_b > 19) {
-    magnitude = -1;
+  // Same sign: the order of magnitude (digits + exponent) decides first.
+  std::uint64_t ma = magnitude(a.mantissa), mb = magnitude(b.mantissa);
+  const std::int64_t oa = digits(ma) + a.exponent, ob = digits(mb) + b.exponent;
+  int larger = 0;
+  if (oa != ob) {
+    larger = oa < ob ? -1 : 1;
   } else {
-    const auto scaled = [](std::int64_t m, std::int64_t gap) {
-      Wide v = m < 0 ? -static_cast<Wide>(m) : static_cast<Wide>(m);
-      for (std::int64_t i = 0; i < gap; ++i) v *= 10;
-      return v;
-    };
-    const Wide ma = scaled(a.mantissa, gap_a), mb = scaled(b.mantissa, gap_b);
-    magnitude = ma < mb ? -1 : (ma > mb ? 1 : 0);
+    // Same order: scaled to the smaller exponent, a mantissa gets as many
+    // digits as the other one has (at most 19: below 10^19, fits 64 bits).
+    for (auto e = a.exponent; e > b.exponent; --e) ma *= 10;
+    for (auto e = b.exponent; e > a.exponent; --e) mb *= 10;
+    larger = ma < mb ? -1 : (ma > mb ? 1 : 0);
   }
-  return sa * magnitude;
+  return sa * larger;
 }
 
 // a + b exactly; nullopt when it does not fit (never for voltages).

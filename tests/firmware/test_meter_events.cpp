@@ -2,8 +2,11 @@
 // request -> answer function, driven with its own time argument), and the
 // gateway view of live readings. Each test names the careless
 // implementation it catches.
+#include <cstdlib>
 #include <memory>
 #include <set>
+#include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
