@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "drivers/transaction.hpp"
 #include "firmware/tasks.hpp"
@@ -115,9 +116,11 @@ inline constexpr std::int64_t broadcast_limit_ms = 5 * 60 * 1000;
 // wrong (a date written across midnight): write once more.
 inline constexpr std::int64_t clock_fix_redo_ms = 60 * 1000;
 
-// The meter's state keys of the fix.
-inline constexpr const char* clock_unfixable_key = "timesync.unfixable";  // reported, not cleared
-inline constexpr const char* clock_fix_day_key = "timesync.fix_day";  // local day of the last write
+// The meter's state keys of the fix. Unfixable: the local day
+// meter.clock_unfixable was stored; "" again once back within ±5 min.
+inline constexpr const char* clock_unfixable_key = "timesync.unfixable";
+// Fix day: the local day of the last write attempt that got an answer.
+inline constexpr const char* clock_fix_day_key = "timesync.fix_day";
 
 struct ClockFixInput {
   std::string meter;
