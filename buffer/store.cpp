@@ -515,6 +515,20 @@ Result<std::optional<std::string>> Store::Impl::get_state(std::string_view meter
   return err(rc, "get state");
 }
 
+Result<std::map<std::string, std::string>> Store::Impl::states(std::string_view meter) {
+  // Rare (a meter's task state, loaded once): prepared on the spot.
+  auto s = detail::prepare(db(), "SELECT key, value FROM meter_state WHERE meter = ?1");
+  if (!s) return s.error();
+  bind_text(s->get(), 1, meter);
+  std::map<std::string, std::string> out;
+  for (;;) {
+    const int rc = sqlite3_step(s->get());
+    if (rc == SQLITE_DONE) return out;
+    if (rc != SQLITE_ROW) return err(rc, "read states");
+    out.emplace(std::string(column_text(s->get(), 0)), std::string(column_text(s->get(), 1)));
+  }
+}
+
 Result<Stats> Store::Impl::stats() {
   Stats s;
   s.readings = tx_.readings;
@@ -630,6 +644,9 @@ Result<void> Store::put_state(std::string_view meter, std::string_view key,
 }
 Result<std::optional<std::string>> Store::get_state(std::string_view meter, std::string_view key) {
   return impl_->get_state(meter, key);
+}
+Result<std::map<std::string, std::string>> Store::states(std::string_view meter) {
+  return impl_->states(meter);
 }
 Result<void> Store::checkpoint() { return impl_->checkpoint(); }
 Result<bool> Store::checkpoint_if_due(std::int64_t now_ms) {

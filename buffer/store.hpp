@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -213,6 +214,8 @@ class Store {
   // together with rows). get_state() returns nullopt when the key was never put.
   Result<void> put_state(std::string_view meter, std::string_view key, std::string_view value);
   Result<std::optional<std::string>> get_state(std::string_view meter, std::string_view key);
+  // Every key of one meter's state (the data tasks load a meter's state once).
+  Result<std::map<std::string, std::string>> states(std::string_view meter);
 
   // Copies the WAL into the database and truncates it. With Sync::normal this is the moment
   // everything committed so far becomes durable against power loss.

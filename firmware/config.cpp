@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "firmware/detail/config_reader.hpp"
+#include "firmware/timesync.hpp"
 #include "protocol/dlt645/requests.hpp"
 
 namespace meterd::firmware {
@@ -281,17 +282,6 @@ void load_polling(Loader& L, const toml::table& root, PollingConfig& p) {
   }
 }
 
-// "HH:MM" -> minutes after midnight.
-std::optional<int> parse_time_of_day(const std::string& text) {
-  if (text.size() != 5 || text[2] != ':') return std::nullopt;
-  for (std::size_t i : {0u, 1u, 3u, 4u})
-    if (text[i] < '0' || text[i] > '9') return std::nullopt;
-  const int h = (text[0] - '0') * 10 + (text[1] - '0');
-  const int m = (text[3] - '0') * 10 + (text[4] - '0');
-  if (h > 23 || m > 59) return std::nullopt;
-  return h * 60 + m;
-}
-
 void load_tasks(Loader& L, const toml::table& root, TasksConfig& c) {
   const toml::table* t = L.table(root, "", "tasks");
   if (!t) return;
@@ -336,10 +326,12 @@ void load_tasks(Loader& L, const toml::table& root, TasksConfig& c) {
     else
       c.clock_drift_max = *d;
   }
-  if (auto v = L.string(s, "timesync_time")) {
-    if (!v->empty() && !parse_time_of_day(*v))
+  if (auto v = L.string(s, "timesync_time", false, true)) {
+    std::string why;
+    if (!v->empty() && !parse_time_of_day(*v, &why))
       L.error(line_of(*t->get("timesync_time")), "tasks.timesync_time",
-              "expected a local time \"HH:MM\" or \"\" (off), got " + quoted(*v));
+              "expected a local time \"HH:MM\" or \"\" (off), got " + quoted(*v) +
+                  (why.empty() ? "" : ": " + why));
     else
       c.timesync_time = *v;
   }

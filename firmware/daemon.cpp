@@ -166,6 +166,7 @@ void Daemon::arm_timer() {
 void Daemon::on_timer() {
   if (stopped_) return;
   for (const Due& due : schedule_.take_due(now_ms_())) dispatch(due);
+  tasks_tick();
   arm_timer();
 }
 
@@ -266,9 +267,11 @@ void Daemon::handle(PollResult r) {
       spdlog::info("meter {}: online again", r.meter);
       batch.events.push_back({0, r.meter, "meter.online", now, "{}"});
     }
+    if (rt != meters_.end()) task_checks(r, batch);
     arm_timer();  // it may be due again at once
   }
-  if (!batch.readings.empty() || !batch.events.empty()) store(std::move(batch));
+  if (!batch.readings.empty() || !batch.events.empty() || !batch.state.empty())
+    store(std::move(batch));
 }
 
 void Daemon::store(buffer::Batch batch) {

@@ -29,6 +29,8 @@
 #include "firmware/control.hpp"
 #include "firmware/poll.hpp"
 #include "firmware/schedule.hpp"
+#include "firmware/tasks.hpp"
+#include "firmware/timesync.hpp"
 #include "firmware/uplink.hpp"
 
 namespace meterd::firmware {
@@ -167,6 +169,25 @@ class Daemon {
   void scan_step(const std::shared_ptr<ScanJob>& job);
   void scan_stepped(const std::shared_ptr<ScanJob>& job);
 
+  // The data tasks (daemon_tasks.cpp, docs/tasks.md): frozen data, meter
+  // events, the clock fix, the daily time sync and the area line loss.
+  enum class TaskKind { freeze, events, clock_fix };
+  struct TaskClock {
+    std::int64_t freeze_next_ms = 0;  // when the freeze task may run again
+    std::int64_t events_next_ms = 0;
+    bool busy = false;  // a task job of this meter is queued or running
+  };
+  void tasks_tick();
+  void timesync_tick(std::int64_t now);
+  void post_task(const MeterConfig& m, TaskKind kind);
+  void task_done(const std::string& meter, TaskKind kind, TaskOutput out);
+  void store_task_output(TaskOutput out);
+  TaskState& task_state(const std::string& owner);  // loaded from the buffer once
+  void remember_state(const std::vector<buffer::StateUpdate>& updates);
+  // In handle(): the live checks and the gateway-daily copy of a poll's readings.
+  void task_checks(const PollResult& r, buffer::Batch& batch);
+  void area_update();
+
   boost::asio::io_context& io_;
   Config config_;
   NowMs now_ms_;
@@ -188,6 +209,14 @@ class Daemon {
   std::vector<buffer::Batch> pending_;  // batches the buffer refused (disk full), retried
   std::int64_t summary_started_ms_ = 0;
   std::int64_t started_ms_ = 0;
+
+  std::map<std::string, TaskClock> task_clocks_;
+  std::map<std::string, TaskState> task_states_;
+  std::set<std::string> daily_failed_;  // meters whose last freeze task got no answer
+  std::map<std::string, std::int64_t> timesync_next_;  // per bus
+  std::int64_t tasks_check_ms_ = 0;
+  Zone zone_ = system_zone();
+  ClockStatusSource clock_status_ = kernel_clock_status;
 
   std::unique_ptr<drivers::MqttClient> mqtt_;
   std::unique_ptr<MqttLink> link_;

@@ -11,7 +11,7 @@ packages=(
   libboost-dev libmodbus-dev libmosquitto-dev libsqlite3-dev doctest-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev
   # test peers and servers
-  mosquitto mosquitto-clients mbpoll python3-pymodbus sqlite3 util-linux openssl tmux
+  mosquitto mosquitto-clients mbpoll python3-pymodbus sqlite3 util-linux openssl tmux faketime
   # fuzzing and sanitizers (clang's libFuzzer runtime)
   clang libclang-rt-14-dev
 )

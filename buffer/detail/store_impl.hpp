@@ -147,6 +147,7 @@ class Store::Impl {
                                       const std::function<bool(const Event&)>& visit);
   Result<void> put_state(std::string_view meter, std::string_view key, std::string_view value);
   Result<std::optional<std::string>> get_state(std::string_view meter, std::string_view key);
+  Result<std::map<std::string, std::string>> states(std::string_view meter);
   Result<void> checkpoint();
   Result<bool> checkpoint_if_due(std::int64_t now_ms);
   Result<void> check_invariants();

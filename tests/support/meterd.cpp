@@ -42,8 +42,8 @@ std::string text(sqlite3_stmt* st, int col) {
 std::vector<StoredReading> stored_readings(const std::filesystem::path& db) {
   return query<StoredReading>(
       db,
-      "SELECT r.seq, s.meter, s.quantity, s.unit, r.mantissa, r.exponent, r.ts "
-      "FROM readings r JOIN series s ON s.id = r.series ORDER BY r.seq",
+      "SELECT r.seq, s.meter, s.quantity, s.unit, r.mantissa, r.exponent, r.ts, s.frozen, "
+      "r.freeze_ts FROM readings r JOIN series s ON s.id = r.series ORDER BY r.seq",
       [](sqlite3_stmt* st) {
         StoredReading r;
         r.seq = sqlite3_column_int64(st, 0);
@@ -53,8 +53,20 @@ std::vector<StoredReading> stored_readings(const std::filesystem::path& db) {
         r.mantissa = sqlite3_column_int64(st, 4);
         r.exponent = sqlite3_column_int(st, 5);
         r.ts_ms = sqlite3_column_int64(st, 6);
+        r.frozen = text(st, 7);
+        if (sqlite3_column_type(st, 8) != SQLITE_NULL) r.freeze_ts_ms = sqlite3_column_int64(st, 8);
         return r;
       });
+}
+
+std::map<std::string, std::string> stored_state(const std::filesystem::path& db,
+                                                const std::string& owner) {
+  std::map<std::string, std::string> out;
+  const auto rows = query<std::pair<std::string, std::string>>(
+      db, ("SELECT key, value FROM meter_state WHERE meter = '" + owner + "'").c_str(),
+      [](sqlite3_stmt* st) { return std::pair(text(st, 0), text(st, 1)); });
+  for (const auto& [k, v] : rows) out[k] = v;
+  return out;
 }
 
 std::vector<StoredEvent> stored_events(const std::filesystem::path& db) {

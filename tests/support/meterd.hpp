@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ struct StoredReading {
   std::int64_t mantissa = 0;
   std::int32_t exponent = 0;
   std::int64_t ts_ms = 0;
+  std::string frozen;                        // "" for a live value
+  std::optional<std::int64_t> freeze_ts_ms;  // frozen data: the freeze time
 };
 
 struct StoredEvent {
@@ -29,6 +32,10 @@ struct StoredEvent {
   std::string meter, type, payload;
   std::int64_t ts_ms = 0;
 };
+
+// The state table rows of one owner (a meter id, "*" for the gateway).
+std::map<std::string, std::string> stored_state(const std::filesystem::path& db,
+                                                const std::string& owner);
 
 // Every reading / event in buffer.db (empty if the file does not exist yet).
 std::vector<StoredReading> stored_readings(const std::filesystem::path& db);
@@ -60,11 +67,19 @@ struct Meterd {
   std::filesystem::path db;
   std::unique_ptr<Process> proc;
 
+  // `wrapper`: a program meterd runs under, with its arguments (faketime -f +3d).
   Meterd(const std::filesystem::path& config_file, const std::filesystem::path& data_dir,
-         const std::filesystem::path& log_file, std::vector<std::string> args = {})
+         const std::filesystem::path& log_file, std::vector<std::string> args = {},
+         std::vector<std::string> wrapper = {})
       : config(config_file), log(log_file), db(data_dir / "buffer.db") {
     args.insert(args.begin(), {"--config", config.string()});
-    proc = std::make_unique<Process>(std::string(METERD_BIN_DIR) + "/meterd", args, log);
+    std::string program = std::string(METERD_BIN_DIR) + "/meterd";
+    if (!wrapper.empty()) {
+      args.insert(args.begin(), program);
+      args.insert(args.begin(), wrapper.begin() + 1, wrapper.end());
+      program = wrapper.front();
+    }
+    proc = std::make_unique<Process>(program, args, log);
   }
   std::vector<StoredReading> readings() const { return stored_readings(db); }
   std::vector<StoredEvent> events() const { return stored_events(db); }

@@ -50,8 +50,9 @@ struct Rig {
     args.push_back((d.path / "gateway.toml").string());
     return args;
   }
-  void start(std::vector<std::string> args = {}) {
-    meterd = std::make_unique<Meterd>(config, data_dir, dir.path / "meterd.log", std::move(args));
+  void start(std::vector<std::string> args = {}, std::vector<std::string> wrapper = {}) {
+    meterd = std::make_unique<Meterd>(config, data_dir, dir.path / "meterd.log", std::move(args),
+                                      std::move(wrapper));
   }
   // Every meter of the fleet has at least `n` readings stored.
   bool all_read(std::size_t meters, std::size_t n = 1) const {
