@@ -329,6 +329,8 @@ void Daemon::timesync_tick(std::int64_t now) {
 // ---- a poll's readings -----------------------------------------------------------------
 
 void Daemon::task_checks(const PollResult& r, buffer::Batch& batch) {
+  // A meter that answers again gets its missed freezes now, not after the retry wait.
+  if (r.ok && daily_failed_.contains(r.meter)) task_clocks_[r.meter].freeze_next_ms = 0;
   if (batch.readings.empty()) return;
   const MeterConfig* m = config_.find_meter(r.meter);
   if (m == nullptr) return;
