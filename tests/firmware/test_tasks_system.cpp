@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -283,6 +284,22 @@ TEST_CASE(
   // Only once per day.
   std::this_thread::sleep_for(4s);
   CHECK(count_events(rig.meterd->events(), "bus.timesync") == 1);
+
+  // Allowed to write (and given d2's password): the 14H write fixes d2.
+  rig.meterd->proc->stop();
+  std::string text = slurp(rig.config);
+  const auto tasks = text.find("timesync_time = \"00:00\"");
+  REQUIRE(tasks != std::string::npos);
+  text.insert(tasks, "timesync_write = true\n");
+  const auto d2 = text.find("id = \"d2\"");
+  REQUIRE(d2 != std::string::npos);
+  text.insert(text.find('\n', d2) + 1, "password = \"02000000\"\n");
+  std::ofstream(rig.config) << text;
+  rig.start();
+  REQUIRE_MESSAGE(eventually([&] { return has("meter.clock_set", "d2"); }, 60s),
+                  rig.meterd->log_text());
+  CHECK(std::llabs(skew_s("d2")) <= 2);
+  CHECK(count_events(rig.meterd->events(), "meter.clock_set") == 1);
   ::unsetenv("METERD_CLOCK_STATUS");
 }
 
