@@ -4,22 +4,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "firmware/detail/decimal_ops.hpp"
+
 namespace meterd::firmware {
 
 using protocol::Decimal;
 
 namespace {
 
-// a - b and a + b at the finer of the two exponents; nullopt on overflow.
 std::optional<Decimal> combine(const Decimal& a, const Decimal& b, bool subtract) {
-  const std::int32_t e = std::min(a.exponent, b.exponent);
-  const auto x = protocol::rescale(a, e);
-  const auto y = protocol::rescale(b, e);
-  if (!x || !y) return std::nullopt;
-  std::int64_t r = 0;
-  if (subtract ? __builtin_sub_overflow(*x, *y, &r) : __builtin_add_overflow(*x, *y, &r))
-    return std::nullopt;
-  return Decimal{r, e};
+  return subtract ? detail::subtract(a, b) : detail::add(a, b);
 }
 
 // loss ÷ summary × 100 with 4 decimals, in integers: both at one exponent,

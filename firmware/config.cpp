@@ -330,8 +330,8 @@ void load_tasks(Loader& L, const toml::table& root, TasksConfig& c) {
     std::string why;
     if (!v->empty() && !parse_time_of_day(*v, &why))
       L.error(line_of(*t->get("timesync_time")), "tasks.timesync_time",
-              "expected a local time \"HH:MM\" or \"\" (off), got " + quoted(*v) +
-                  (why.empty() ? "" : ": " + why));
+              "expected a local time \"HH:MM\" or \"\" (off), got " +
+                  (why.empty() ? quoted(*v) : why));
     else
       c.timesync_time = *v;
   }

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "firmware/detail/decimal_ops.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 
 namespace meterd::firmware {
@@ -89,48 +90,8 @@ std::optional<std::int64_t> parse_int(const std::string& text) {
 
 // ---- exact decimals --------------------------------------------------------
 
-int sign(std::int64_t m) { return (m > 0) - (m < 0); }
-
-std::uint64_t magnitude(std::int64_t m) {
-  return m < 0 ? 0 - static_cast<std::uint64_t>(m) : static_cast<std::uint64_t>(m);
-}
-
-std::int64_t digits(std::uint64_t v) {
-  std::int64_t n = 0;
-  for (; v != 0; v /= 10) ++n;
-  return n;
-}
-
-// -1, 0, 1 as a < b, a == b, a > b, numerically (220.0 == 220.00). No
-// 128-bit integers: armhf has none.
-int compare(const Decimal& a, const Decimal& b) {
-  const int sa = sign(a.mantissa), sb = sign(b.mantissa);
-  if (sa != sb) return sa < sb ? -1 : 1;
-  if (sa == 0) return 0;
-  // Same sign: the order of magnitude (digits + exponent) decides first.
-  std::uint64_t ma = magnitude(a.mantissa), mb = magnitude(b.mantissa);
-  const std::int64_t oa = digits(ma) + a.exponent, ob = digits(mb) + b.exponent;
-  int larger = 0;
-  if (oa != ob) {
-    larger = oa < ob ? -1 : 1;
-  } else {
-    // Same order: scaled to the smaller exponent, a mantissa gets as many
-    // digits as the other one has (at most 19: below 10^19, fits 64 bits).
-    for (auto e = a.exponent; e > b.exponent; --e) ma *= 10;
-    for (auto e = b.exponent; e > a.exponent; --e) mb *= 10;
-    larger = ma < mb ? -1 : (ma > mb ? 1 : 0);
-  }
-  return sa * larger;
-}
-
-// a + b exactly; nullopt when it does not fit (never for voltages).
-std::optional<Decimal> add(const Decimal& a, const Decimal& b) {
-  const std::int32_t lo = std::min(a.exponent, b.exponent);
-  const auto ma = protocol::rescale(a, lo), mb = protocol::rescale(b, lo);
-  std::int64_t sum = 0;
-  if (!ma || !mb || __builtin_add_overflow(*ma, *mb, &sum)) return std::nullopt;
-  return Decimal{sum, lo};
-}
+using detail::add;
+using detail::compare;
 
 // ---- one answer -------------------------------------------------------------
 

@@ -726,3 +726,73 @@ address = 1
   CHECK(!r.config->find_bus("quiet")->echo);
   CHECK(r.config->find_bus("echoing")->echo);
 }
+
+// [tasks] and [area]: the values read, each bad one named on its line. A
+// loader that accepted an area with an unknown meter would compute a loss
+// against nothing; one that accepted "8" percent as a float would round.
+TEST_CASE("[tasks] and [area]: values and errors") {
+  const std::string valid = base + m1_rest + R"([tasks]
+daily_delay = "10m"
+backfill_days = 62
+daily_items = ["05060301"]
+event_interval = "5m"
+clock_drift_max = "2m"
+timesync_time = ""
+timesync_write = true
+voltage_min = "200.0"
+[area]
+name = "t1"
+summary = "m1"
+households = []
+)";
+  // households empty is an error: one error on line 29.
+  auto r = parse(valid);
+  REQUIRE_MESSAGE(r.errors.size() == 1, all_errors(r));
+  CHECK(r.errors[0].key == "area.households");
+
+  r = parse(base + m1_rest + R"([tasks]
+daily_delay = "10m"
+backfill_days = 62
+daily_items = ["05060301"]
+event_interval = "5m"
+timesync_time = ""
+voltage_min = "200.0"
+)");
+  REQUIRE_MESSAGE(r.config, all_errors(r));
+  const auto& t = r.config->tasks;
+  CHECK(t.daily_delay == std::chrono::minutes(10));
+  CHECK(t.backfill_days == 62);
+  CHECK(t.daily_items == std::vector<std::uint32_t>{0x05060301});
+  CHECK(t.event_interval == std::chrono::minutes(5));
+  CHECK(t.timesync_time.empty());
+  CHECK(protocol::to_string(t.voltage_min) == "200.0");
+  CHECK_FALSE(r.config->area.enabled);
+
+  const std::string tasks_at = base + m1_rest + "[tasks]\n";  // the key is on line 18
+  check_one(tasks_at + "backfill_days = 63\n",
+            "meterd.toml:18: tasks.backfill_days: must be 0..62, got 63");
+  check_one(tasks_at + "daily_items = [\"00010000\"]\n",
+            "meterd.toml:18: tasks.daily_items: expected a daily-freeze item 0506xx01 (the \"last "
+            "1\" form, xx not 00), got \"00010000\"");
+  check_one(tasks_at + "timesync_time = \"25:00\"\n",
+            "meterd.toml:18: tasks.timesync_time: expected a local time \"HH:MM\" or \"\" (off), "
+            "got \"25:00\": hour 25 is not 00 to 23");
+  check_one(tasks_at + "event_interval = \"7m\"\n",
+            "meterd.toml:18: tasks.event_interval: 0 (off) or a read interval: from a minute to "
+            "an hour it must divide an hour evenly (1m, 2m, 3m, 4m, 5m, 6m, 10m, 12m, 15m, 20m, "
+            "30m, 1h, or whole seconds that do) so the reads keep their place on the clock");
+  check_one(tasks_at + "voltage_max = 250\n",
+            "meterd.toml:18: tasks.voltage_max: expected a string, got an integer");
+  const std::string area_at = base + m1_rest + "[area]\n";
+  check_one(area_at + "summary = \"m9\"\nhouseholds = [\"m1\"]\n",
+            "meterd.toml:18: area.summary: no [[meter]] with id \"m9\"");
+  check_one(area_at + "summary = \"m1\"\nhouseholds = [\"m1\"]\n",
+            "meterd.toml:19: area.households: \"m1\" is the summary meter");
+  check_one(area_at + "summary = \"m1\"\nhouseholds = [\"m2\"]\n",
+            "meterd.toml:19: area.households: no [[meter]] with id \"m2\"");
+  check_one(base + m1_rest +
+                "[[meter]]\nid = \"m2\"\nbus = \"b1\"\nprotocol = "
+                "\"dlt645-1997\"\naddress = \"000000000002\"\nprofile = "
+                "\"dlt645-1997-basic\"\nhourly = true\n",
+            "meterd.toml:23: meter.hourly: only DL/T 645-2007 meters keep hourly freezes (0504)");
+}
