@@ -131,7 +131,8 @@ std::string gateway_config(const std::filesystem::path& metersim_config,
 
 std::map<std::string, std::size_t> Meterd::per_meter() const {
   std::map<std::string, std::size_t> n;
-  for (const auto& r : readings()) ++n[r.meter];
+  for (const auto& r : readings())
+    if (r.frozen.empty()) ++n[r.meter];  // live values: what the schedule read
   return n;
 }
 

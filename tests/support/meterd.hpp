@@ -84,7 +84,7 @@ struct Meterd {
   std::vector<StoredReading> readings() const { return stored_readings(db); }
   std::vector<StoredEvent> events() const { return stored_events(db); }
   std::string log_text() const { return slurp(log); }
-  // Readings per meter id.
+  // Live readings per meter id (frozen data from the data tasks left out).
   std::map<std::string, std::size_t> per_meter() const;
 };
 
