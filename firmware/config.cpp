@@ -329,9 +329,9 @@ void load_tasks(Loader& L, const toml::table& root, TasksConfig& c) {
   if (auto v = L.string(s, "timesync_time", false, true)) {
     std::string why;
     if (!v->empty() && !parse_time_of_day(*v, &why))
-      L.error(line_of(*t->get("timesync_time")), "tasks.timesync_time",
-              "expected a local time \"HH:MM\" or \"\" (off), got " +
-                  (why.empty() ? quoted(*v) : why));
+      L.error(
+          line_of(*t->get("timesync_time")), "tasks.timesync_time",
+          "expected a local time \"HH:MM\" or \"\" (off), got " + (why.empty() ? quoted(*v) : why));
     else
       c.timesync_time = *v;
   }

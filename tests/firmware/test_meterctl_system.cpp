@@ -192,8 +192,7 @@ TEST_CASE("on a terminal (tmux): status, tail and a scan's progress") {
   struct KillServers {
     std::string base;
     ~KillServers() {
-      for (const char* s : {"status", "tail", "scan"})
-        run_shell(base + s + " kill-server");
+      for (const char* s : {"status", "tail", "scan"}) run_shell(base + s + " kill-server");
     }
   } cleanup{base};
   std::string tmux;
