@@ -405,6 +405,13 @@ class FreezeRun {
 
   void monthly() {
     if (get(in_.state, monthly_unsupported_key)) return;
+    // The settlement day known and nothing due: no read (a daily round
+    // must not pay for 04000B01 every day). When a settlement is due the
+    // day is read again, so a reprogrammed day is followed.
+    if (const auto day = get(in_.state, "monthly.day")) {
+      const auto sd = parse_settlement_day(*day);
+      if (sd && get(in_.state, monthly_since_key) && wanted_months(*sd).empty()) return;
+    }
     bool refused = false;
     const auto values = read(0x04000B01, refused);
     if (!values) {

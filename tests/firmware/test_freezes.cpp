@@ -297,6 +297,14 @@ TEST_CASE("monthly: the last settlement once, then the next one after it") {
   in.daily = false;
   in.monthly = true;
   CHECK_FALSE(freeze_work_pending(in));
+  // The next daily round with settlement on: the settlement day is not read
+  // again while no settlement is due (one exchange a day per meter saved).
+  sim.now = t0 + ms_per_day;
+  sim.asked.clear();
+  in = input(t0 + ms_per_day, state);
+  in.monthly = true;
+  remember(state, run_freeze_task(sim.link(), in));
+  CHECK(sim.asked == std::vector<std::uint32_t>{0x05060001, 0x05060101, 0x05060201});
   const Millis december = from_civil(2026, 12, 1, 0, 30, 0);
   sim.now = december;
   in = input(december, state);
