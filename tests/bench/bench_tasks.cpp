@@ -148,6 +148,10 @@ void print_figures() {
 
 // Correctness failures: any of them makes the exit status 1.
 std::vector<std::string> failures;
+
+// Section 1's bus time per exchange over every meter's daily round (its
+// median), for section 2's second extrapolation.
+double daily_ms_per_exchange = NAN;
 void check(bool ok, const std::string& what) {
   if (ok) return;
   failures.push_back(what);
@@ -380,8 +384,13 @@ bool section_daily(const Options& opt, Bus& bus) {
     }
   }
   // Per meter medians over the rounds, then medians over the meters.
+  struct Summary {
+    RoundSample median;
+    double min_ms = NAN, max_ms = NAN;
+    double sum_ms = 0, sum_exchanges = 0;  // every meter once: the whole bus's round
+  };
   const auto summarise = [&](std::map<std::string, std::vector<RoundSample>>& all) {
-    std::vector<double> wall, wire, silence, bytes, exchanges, per_exchange;
+    std::vector<double> wall, wire, silence, bytes, exchanges;
     for (auto& [id, samples] : all) {
       const auto pick = [&](double RoundSample::*f) {
         std::vector<double> v;
@@ -393,35 +402,44 @@ bool section_daily(const Options& opt, Bus& bus) {
       silence.push_back(pick(&RoundSample::silence_ms));
       bytes.push_back(pick(&RoundSample::bytes));
       exchanges.push_back(pick(&RoundSample::exchanges));
-      per_exchange.push_back(wall.back() / exchanges.back());
     }
-    RoundSample s;
-    s.wall_ms = median(wall);
-    s.wire_ms = median(wire);
-    s.silence_ms = median(silence);
-    s.bytes = median(bytes);
-    s.exchanges = median(exchanges);
-    return std::pair{s, std::pair{*std::min_element(wall.begin(), wall.end()),
-                                  *std::max_element(wall.begin(), wall.end())}};
+    Summary s;
+    s.median.wall_ms = median(wall);
+    s.median.wire_ms = median(wire);
+    s.median.silence_ms = median(silence);
+    s.median.bytes = median(bytes);
+    s.median.exchanges = median(exchanges);
+    s.min_ms = *std::min_element(wall.begin(), wall.end());
+    s.max_ms = *std::max_element(wall.begin(), wall.end());
+    for (std::size_t i = 0; i < wall.size(); ++i) {
+      s.sum_ms += wall[i];
+      s.sum_exchanges += exchanges[i];
+    }
+    return s;
   };
-  const auto [t, t_range] = summarise(task);
-  const auto [b, b_range] = summarise(base);
+  const Summary ts = summarise(task), bs = summarise(base);
+  const RoundSample &t = ts.median, &b = bs.median;
+  daily_ms_per_exchange = ts.sum_ms / ts.sum_exchanges;
   if (std::isnan(t.wall_ms) || std::isnan(b.wall_ms)) data = false;
-  const auto row = [&](const char* label, const RoundSample& s, std::pair<double, double> range) {
+  const auto row = [&](const char* label, const Summary& sum) {
+    const RoundSample& s = sum.median;
     const double rest = s.wall_ms - s.wire_ms - s.silence_ms;
     std::printf(
         "   %-34s %8s ms  (%s..%s over the meters)  %2.0f exchanges, %4.0f bytes;\n"
         "   %-34s wire %s ms (%s), gaps %s ms (%s), turnaround and the rest %s ms (%s)\n",
-        label, fmt("%.1f", s.wall_ms).c_str(), fmt("%.0f", range.first).c_str(),
-        fmt("%.0f", range.second).c_str(), s.exchanges, s.bytes, "", fmt("%.1f", s.wire_ms).c_str(),
+        label, fmt("%.1f", s.wall_ms).c_str(), fmt("%.0f", sum.min_ms).c_str(),
+        fmt("%.0f", sum.max_ms).c_str(), s.exchanges, s.bytes, "", fmt("%.1f", s.wire_ms).c_str(),
         fmt("%.1f%%", 100 * s.wire_ms / s.wall_ms).c_str(), fmt("%.1f", s.silence_ms).c_str(),
         fmt("%.1f%%", 100 * s.silence_ms / s.wall_ms).c_str(), fmt("%.1f", rest).c_str(),
         fmt("%.1f%%", 100 * rest / s.wall_ms).c_str());
   };
-  row("freeze task (run_freeze_task)", t, t_range);
-  row("bare loop of the 3 dlt645_read", b, b_range);
+  row("freeze task (run_freeze_task)", ts);
+  row("bare loop of the 3 dlt645_read", bs);
   std::printf("   ratio task / bare loop              %s\n",
               fmt("%.4f", t.wall_ms / b.wall_ms).c_str());
+  std::printf("   all %zu meters once (sum of their medians): task %s, bare loop %s\n",
+              bus.meters.size(), duration_text(ts.sum_ms / 1000).c_str(),
+              duration_text(bs.sum_ms / 1000).c_str());
   if (bus.parity_refused)
     std::printf(
         "   note: open_serial refused even parity on the pty; opened 8N1 (wire timing "
@@ -434,8 +452,7 @@ bool section_daily(const Options& opt, Bus& bus) {
          "baseline, same run, interleaved");
   figure("1. ratio freeze task / bare loop", fmt("%.4f", t.wall_ms / b.wall_ms));
   figure("1. daily round, all " + std::to_string(bus.meters.size()) + " meters" + at,
-         fmt("%.1f s", t.wall_ms * static_cast<double>(bus.meters.size()) / 1000),
-         "median per meter x meters");
+         duration_text(ts.sum_ms / 1000), "sum of the meters' medians");
   return data;
 }
 
@@ -581,6 +598,12 @@ bool section_backfill(const Options& opt, Sim& sim, Bus& bus) {
         "   62 days x %zu meters (%llu exchanges): %s, EXTRAPOLATED from %llu measured "
         "exchanges (--full measures it)\n",
         bus.meters.size(), full_exchanges, duration_text(extrapolated_s).c_str(), exchanges);
+    if (!std::isnan(daily_ms_per_exchange))
+      std::printf(
+          "   cross-check: %s, EXTRAPOLATED from section 1's daily rounds of all %zu meters "
+          "(%s ms per exchange)\n",
+          duration_text(daily_ms_per_exchange * static_cast<double>(full_exchanges) / 1000).c_str(),
+          bus.meters.size(), fmt("%.1f", daily_ms_per_exchange).c_str());
     figure("2. backfill 62 days x " + std::to_string(bus.meters.size()) + " meters" + at,
            duration_text(extrapolated_s),
            "EXTRAPOLATED from " + std::to_string(exchanges) + " measured exchanges (" +
