@@ -277,26 +277,34 @@ struct Bus {
   }
 };
 
-// The task input of one meter at `now_ms`: daily freezes only (no hourly, no
-// monthly: the daily round alone), backfill `days`, a state that says the
-// meter was collected up to and including `first_done` days before the
-// newest freeze due. Delay 0: a run just after 00:00 still wants the freeze
-// the meter made at 00:00 (with the daemon's 5 min default it would want
-// yesterday's and see the list one place further on).
+// The task input of one meter at `now_ms`: daily freezes (no hourly), backfill
+// `days`, a state that says the meter was collected up to and including
+// `first_done` days before the newest freeze due. `monthly`: the settlement
+// data on too, as the daemon's default [tasks] has it, with this month's
+// settlement stored already (metersim's meters settle on the 1st at 00:00):
+// each run then reads 04000B01 and nothing more for it. Delay 0: a run just after 00:00 still wants
+// the freeze the meter made at 00:00 (with the daemon's 5 min default it would want yesterday's and
+// see the list one place further on).
 fw::FreezeTaskInput task_input(const std::string& meter, std::int64_t now_ms, const fw::Zone& zone,
-                               unsigned days, unsigned first_done) {
+                               unsigned days, unsigned first_done, bool monthly = false) {
   fw::FreezeTaskInput in;
   in.meter = meter;
   in.now_ms = now_ms;
   in.zone = zone;
   in.daily = true;
   in.hourly = false;
-  in.monthly = false;
+  in.monthly = monthly;
   in.delay = std::chrono::milliseconds(0);
   in.backfill_days = days;
   const std::int64_t latest = floor_div(zone.to_local(now_ms), ms_per_day);
   const std::string since = fw::local_date((latest - first_done) * ms_per_day);
   in.state = {{fw::daily_since_key, since}, {fw::daily_done_key, since}};
+  if (monthly) {
+    const std::string settled = fw::local_date(latest * ms_per_day).substr(0, 8) + "01T00";
+    in.state["monthly.day"] = "01T00";
+    in.state[fw::monthly_since_key] = settled;
+    in.state[fw::monthly_done_key] = settled;
+  }
   return in;
 }
 
@@ -315,21 +323,23 @@ bool section_daily(const Options& opt, Bus& bus) {
       static_cast<unsigned>(bus.meters.size()), opt.baud);
   std::printf(
       "   run_freeze_task on a DltLink bound to drivers::dlt645_read (as Daemon::post_task binds\n"
-      "   it), against a bare loop of the same 3 dlt645_read calls; %u rounds, the two\n"
-      "   interleaved (order alternating); a meter's figure is its median over the rounds, the\n"
-      "   figure below the median over the meters. Wire time = bytes x %u bits / %u baud;\n"
-      "   gaps = silence the line waited before requests (frame gap, min_gap)\n",
+      "   it), daily only, against a bare loop of the same 3 dlt645_read calls; and the task\n"
+      "   with monthly on as [tasks] has it by default (it reads 04000B01 every run); %u rounds,\n"
+      "   the three interleaved (order rotating); a meter's figure is its median over the\n"
+      "   rounds, the figure below the median over the meters. Wire time = bytes x %u bits /\n"
+      "   %u baud; gaps = silence the line waited before requests (frame gap, min_gap)\n",
       opt.rounds, static_cast<unsigned>(bus.bits_per_char()), opt.baud);
   const std::vector<std::uint32_t> dis{0x05060001, 0x05060101, 0x05060201};
-  std::map<std::string, std::vector<RoundSample>> task, base;
+  std::map<std::string, std::vector<RoundSample>> task, base, task_monthly;
   bool data = true;
   for (unsigned round = 1; round <= opt.rounds; ++round) {
     progress("daily rounds: round " + std::to_string(round) + " of " + std::to_string(opt.rounds));
     for (std::size_t k = 0; k < bus.meters.size(); ++k) {
       const Meter& m = bus.meters[k];
-      const auto run_task = [&] {
+      const auto run_task = [&](bool monthly) {
         const std::int64_t now = wall_ms();
-        const auto in = task_input(m.id, now, zone, 7, 1);
+        const auto in = task_input(m.id, now, zone, 7, 1, monthly);
+        const unsigned expected = monthly ? 4 : 3;
         const fw::DltLink link = bus.link(m);
         const auto t0 = Clock::now();
         const fw::TaskOutput out = fw::run_freeze_task(link, in);
@@ -347,13 +357,14 @@ bool section_daily(const Options& opt, Bus& bus) {
           today_only = today_only && r.freeze_ts_ms == zone.to_utc(today);
         check(out.failure == drv::Outcome::ok,
               "daily round " + m.id + ": " + drv::to_string(out.failure) + " " + out.detail);
-        check(out.exchanges == 3,
-              "daily round " + m.id + ": " + std::to_string(out.exchanges) + " exchanges, not 3");
+        check(out.exchanges == expected, "daily round " + m.id + ": " +
+                                             std::to_string(out.exchanges) + " exchanges, not " +
+                                             std::to_string(expected));
         check(today_only, "daily round " + m.id + ": readings are not today's freeze (" +
                               std::to_string(out.readings.size()) + " readings)");
         check(out.events.empty(), "daily round " + m.id + ": unexpected events");
         if (out.failure != drv::Outcome::ok) s.wall_ms = NAN;
-        task[m.id].push_back(s);
+        (monthly ? task_monthly : task)[m.id].push_back(s);
       };
       const auto run_base = [&] {
         drv::Tally tally;
@@ -374,13 +385,10 @@ bool section_daily(const Options& opt, Bus& bus) {
         s.exchanges = static_cast<double>(dis.size());
         base[m.id].push_back(s);
       };
-      if ((round + k) % 2) {
-        run_task();
-        run_base();
-      } else {
-        run_base();
-        run_task();
-      }
+      // The three in turn, each first in a third of the rounds and meters.
+      const std::function<void()> kinds[] = {[&] { run_task(false); }, run_base,
+                                             [&] { run_task(true); }};
+      for (std::size_t j = 0; j < 3; ++j) kinds[(round + k + j) % 3]();
     }
   }
   // Per meter medians over the rounds, then medians over the meters.
@@ -417,7 +425,7 @@ bool section_daily(const Options& opt, Bus& bus) {
     }
     return s;
   };
-  const Summary ts = summarise(task), bs = summarise(base);
+  const Summary ts = summarise(task), bs = summarise(base), ms = summarise(task_monthly);
   const RoundSample &t = ts.median, &b = bs.median;
   daily_ms_per_exchange = ts.sum_ms / ts.sum_exchanges;
   if (std::isnan(t.wall_ms) || std::isnan(b.wall_ms)) data = false;
@@ -435,11 +443,14 @@ bool section_daily(const Options& opt, Bus& bus) {
   };
   row("freeze task (run_freeze_task)", ts);
   row("bare loop of the 3 dlt645_read", bs);
+  row("freeze task, monthly on (default)", ms);
   std::printf("   ratio task / bare loop              %s\n",
               fmt("%.4f", t.wall_ms / b.wall_ms).c_str());
-  std::printf("   all %zu meters once (sum of their medians): task %s, bare loop %s\n",
-              bus.meters.size(), duration_text(ts.sum_ms / 1000).c_str(),
-              duration_text(bs.sum_ms / 1000).c_str());
+  std::printf(
+      "   all %zu meters once (sum of their medians): task %s, bare loop %s, task with "
+      "monthly on %s\n",
+      bus.meters.size(), duration_text(ts.sum_ms / 1000).c_str(),
+      duration_text(bs.sum_ms / 1000).c_str(), duration_text(ms.sum_ms / 1000).c_str());
   if (bus.parity_refused)
     std::printf(
         "   note: open_serial refused even parity on the pty; opened 8N1 (wire timing "
@@ -451,6 +462,10 @@ bool section_daily(const Options& opt, Bus& bus) {
   figure("1. daily round per meter" + at + ": bare dlt645_read loop", fmt("%.0f ms", b.wall_ms),
          "baseline, same run, interleaved");
   figure("1. ratio freeze task / bare loop", fmt("%.4f", t.wall_ms / b.wall_ms));
+  figure("1. daily round per meter" + at + ": freeze task, monthly on",
+         fmt("%.0f ms", ms.median.wall_ms),
+         fmt("%.0f", ms.median.exchanges) + " exchanges (+ 04000B01, every run), " +
+             fmt("%.0f", ms.median.bytes) + " bytes");
   figure("1. daily round, all " + std::to_string(bus.meters.size()) + " meters" + at,
          duration_text(ts.sum_ms / 1000), "sum of the meters' medians");
   return data;
