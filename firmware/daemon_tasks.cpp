@@ -223,12 +223,17 @@ void Daemon::task_done(const std::string& meter, TaskKind kind, TaskOutput out) 
     else if (out.failure != Outcome::cancelled)
       daily_failed_.insert(meter);
   }
+  const bool more = answered && out.more;
   const bool stored_drift =
       kind == TaskKind::events && std::any_of(out.state.begin(), out.state.end(),
                                               [](auto& u) { return u.key == "clock.drift_ms"; });
   store_task_output(std::move(out));
   if (stopped_) return;
-  if (freeze) {
+  if (freeze && more) {
+    // A backfill cut at its budget: the next part at once, queued behind
+    // the reads that came due meanwhile.
+    if (const MeterConfig* m = config_.find_meter(meter)) post_task(*m, TaskKind::freeze);
+  } else if (freeze) {
     // Still pending after an answered run: the meter has not frozen yet.
     clock.freeze_next_ms = now + (answered ? freeze_wait_ms : freeze_retry_ms);
     if (answered) {

@@ -118,8 +118,8 @@ class FreezeRun {
 
   TaskOutput run() {
     if (in_.daily && link_.version == dlt::Version::v2007) series(daily());
-    if (ok() && in_.hourly && link_.version == dlt::Version::v2007) series(hourly());
-    if (ok() && in_.monthly && link_.version == dlt::Version::v2007) monthly();
+    if (ok() && !out_.more && in_.hourly && link_.version == dlt::Version::v2007) series(hourly());
+    if (ok() && !out_.more && in_.monthly && link_.version == dlt::Version::v2007) monthly();
     return std::move(out_);
   }
 
@@ -322,8 +322,14 @@ class FreezeRun {
     std::map<unsigned, std::int64_t> time_at{{1u, *t1}};
     const std::int64_t s1 = slot_at[1];
     bool changed = false;
+    unsigned handled = 0;
     for (const std::int64_t slot : want) {
       if (slot > s1) continue;  // not frozen yet (a meter clock behind, a late freeze)
+      if (handled == std::max(1u, in_.max_freezes)) {
+        out_.more = true;  // the rest in the next run
+        break;
+      }
+      ++handled;
       auto n = static_cast<long>(s1 - slot + 1);
       std::set<long> seen;
       std::optional<unsigned> found;

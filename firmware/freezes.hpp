@@ -29,6 +29,10 @@ struct FreezeTaskInput {
   // Daily items read per freeze (DI0 is the "last n" index and is replaced):
   // 05060101 and 05060201 first, then the configured ones.
   std::vector<std::uint32_t> daily_items{0x05060101, 0x05060201};
+  // Freezes handled per run at most: a 62-day backfill at 2400 baud is a
+  // minute of bus time per meter, so it is cut into runs (TaskOutput::more)
+  // and the meters' interval reads are queued between them.
+  unsigned max_freezes = 4;
 };
 
 // Pure: is any freeze due that is not stored yet? (No reads: the daemon asks

@@ -71,6 +71,9 @@ struct TaskOutput {
   std::string detail;
   unsigned exchanges = 0;
   drivers::Tally tally;
+  // The run stopped at its budget with work left (a long backfill is cut
+  // into jobs so the schedule's reads go on between them): run again soon.
+  bool more = false;
 };
 
 // A meter's task state: the buffer's state table rows of that meter whose

@@ -339,7 +339,8 @@ bool section_daily(const Options& opt, Bus& bus) {
       const auto run_task = [&](bool monthly) {
         const std::int64_t now = wall_ms();
         const auto in = task_input(m.id, now, zone, 7, 1, monthly);
-        const unsigned expected = monthly ? 4 : 3;
+        // The settlement day is not read while no settlement is due.
+        const unsigned expected = 3;
         const fw::DltLink link = bus.link(m);
         const auto t0 = Clock::now();
         const fw::TaskOutput out = fw::run_freeze_task(link, in);
@@ -508,7 +509,21 @@ bool section_backfill(const Options& opt, Sim& sim, Bus& bus) {
     const auto in = task_input(m->id, now, zone, days, days);
     const fw::DltLink link = bus.link(*m);
     const auto t0 = Clock::now();
-    const fw::TaskOutput out = fw::run_freeze_task(link, in);
+    // The daemon runs a backfill in parts of in.max_freezes, the next part
+    // queued at once: the parts back to back, as on an otherwise idle bus.
+    fw::TaskOutput out;
+    for (auto part_in = in;;) {
+      fw::TaskOutput part = fw::run_freeze_task(link, part_in);
+      for (const auto& u : part.state) part_in.state[u.key] = u.value;
+      out.readings.insert(out.readings.end(), part.readings.begin(), part.readings.end());
+      out.events.insert(out.events.end(), part.events.begin(), part.events.end());
+      out.state.insert(out.state.end(), part.state.begin(), part.state.end());
+      out.tally += part.tally;
+      out.exchanges += part.exchanges;
+      out.failure = part.failure;
+      out.detail = part.detail;
+      if (!part.more || part.failure != drv::Outcome::ok) break;
+    }
     const double ms = ms_of(Clock::now() - t0);
     total_ms += ms;
     total_wire_ms += bus.wire_ms(out.tally);

@@ -217,6 +217,7 @@ TEST_CASE("daily: backfill_days bounds the backfill") {
   sim.now = back;
   auto in = input(back, state);
   in.backfill_days = 7;
+  in.max_freezes = 62;
   const auto out = run_freeze_task(sim.link(), in);
   std::set<Millis> expect;
   for (int d = 0; d <= 7; ++d) expect.insert(from_civil(2026, 12, 7) - d * ms_per_day);
@@ -363,4 +364,37 @@ TEST_CASE("a meter that refuses daily freezes is marked, not asked every minute"
   remember(state, out);
   CHECK(state[daily_unsupported_key] == "1");
   CHECK_FALSE(freeze_work_pending(input(t0 + ms_per_day, state)));
+}
+
+// A 62-day backfill is a minute of bus time per meter at 2400 baud: it is cut
+// into runs of max_freezes, each saying there is more, and the parts add up
+// to every day once. A task that did it in one job would hold the bus; one
+// that forgot where it stopped would store a day twice or skip one.
+TEST_CASE("daily: a long backfill is cut into runs, every day once") {
+  auto meter = make_meter();
+  test::SimLink sim(meter);
+  sim.now = t0;
+  TaskState state;
+  remember(state, run_freeze_task(sim.link(), input(t0, state)));
+  const Millis back = from_civil(2026, 12, 7, 9, 0, 0);
+  sim.now = back;
+  std::multiset<Millis> all;
+  unsigned runs = 0;
+  for (bool more = true; more && runs < 10; ++runs) {
+    auto in = input(back, state);
+    in.backfill_days = 30;
+    in.max_freezes = 4;
+    const auto out = run_freeze_task(sim.link(), in);
+    CHECK(out.failure == drivers::Outcome::ok);
+    CHECK(freeze_times(out).size() <= 4);
+    for (const Millis at : freeze_times(out)) all.insert(at);
+    remember(state, out);
+    more = out.more;
+  }
+  CHECK(runs == 3);  // 10 freezes (11-28 .. 12-07): 4 + 4 + 2
+  CHECK(all.size() == 10);
+  CHECK(std::set<Millis>(all.begin(), all.end()).size() == 10);
+  auto in = input(back, state);
+  in.backfill_days = 30;
+  CHECK_FALSE(freeze_work_pending(in));
 }
