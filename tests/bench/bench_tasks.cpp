@@ -282,9 +282,9 @@ struct Bus {
 // `first_done` days before the newest freeze due. `monthly`: the settlement
 // data on too, as the daemon's default [tasks] has it, with this month's
 // settlement stored already (metersim's meters settle on the 1st at 00:00):
-// each run then reads 04000B01 and nothing more for it. Delay 0: a run just after 00:00 still wants
-// the freeze the meter made at 00:00 (with the daemon's 5 min default it would want yesterday's and
-// see the list one place further on).
+// no settlement is due, so a run reads nothing for it (04000B01 only when one is). Delay 0: a run
+// just after 00:00 still wants the freeze the meter made at 00:00 (with the daemon's 5 min default
+// it would want yesterday's and see the list one place further on).
 fw::FreezeTaskInput task_input(const std::string& meter, std::int64_t now_ms, const fw::Zone& zone,
                                unsigned days, unsigned first_done, bool monthly = false) {
   fw::FreezeTaskInput in;
@@ -324,7 +324,8 @@ bool section_daily(const Options& opt, Bus& bus) {
   std::printf(
       "   run_freeze_task on a DltLink bound to drivers::dlt645_read (as Daemon::post_task binds\n"
       "   it), daily only, against a bare loop of the same 3 dlt645_read calls; and the task\n"
-      "   with monthly on as [tasks] has it by default (it reads 04000B01 every run); %u rounds,\n"
+      "   with monthly on as [tasks] has it by default (04000B01 is read only when a settlement is "
+      "due); %u rounds,\n"
       "   the three interleaved (order rotating); a meter's figure is its median over the\n"
       "   rounds, the figure below the median over the meters. Wire time = bytes x %u bits /\n"
       "   %u baud; gaps = silence the line waited before requests (frame gap, min_gap)\n",
@@ -465,7 +466,7 @@ bool section_daily(const Options& opt, Bus& bus) {
   figure("1. ratio freeze task / bare loop", fmt("%.4f", t.wall_ms / b.wall_ms));
   figure("1. daily round per meter" + at + ": freeze task, monthly on",
          fmt("%.0f ms", ms.median.wall_ms),
-         fmt("%.0f", ms.median.exchanges) + " exchanges (+ 04000B01, every run), " +
+         fmt("%.0f", ms.median.exchanges) + " exchanges (no settlement due: no 04000B01), " +
              fmt("%.0f", ms.median.bytes) + " bytes");
   figure("1. daily round, all " + std::to_string(bus.meters.size()) + " meters" + at,
          duration_text(ts.sum_ms / 1000), "sum of the meters' medians");
