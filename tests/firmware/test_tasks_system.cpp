@@ -162,6 +162,21 @@ TEST_CASE(
   CHECK_FALSE(again.duplicate);
   CHECK(again.values.at("d1").size() == 4);
   CHECK(frozen(rig.meterd->readings(), "gateway-daily").values.at("o1").size() == 2);
+
+  // Six more days down: more than one job's worth of freezes (4); the daemon
+  // queues the parts one after the other and every day arrives once.
+  rig.meterd->proc->stop();
+  rig.sim.ctl({{"cmd", "advance"}, {"ms", 6 * day_ms}});
+  rig.start({}, on_sim_clock(rig.sim));
+  REQUIRE_MESSAGE(eventually([&] { return days_of("d1") == 10 && days_of("d2") == 10; }, 90s),
+                  rig.meterd->log_text());
+  const Frozen later = frozen(rig.meterd->readings(), "daily");
+  CHECK_FALSE(later.duplicate);
+  for (const std::string meter : {"d1", "d2"}) {
+    std::vector<std::int64_t> at;
+    for (const auto& [ts, values] : later.values.at(meter)) at.push_back(ts);
+    for (std::size_t i = 1; i < at.size(); ++i) CHECK(at[i] - at[i - 1] == day_ms);
+  }
 }
 
 // A task that publishes only the newest record, one that forgets the counters
