@@ -166,6 +166,12 @@ std::optional<std::chrono::milliseconds> parse_interval(const std::string& text)
 // nullopt if malformed. No rule about the value.
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
 
+// "02:30" -> 150 min. nullopt for anything else ("2:30", "24:00", "",
+// "02:30:00"), with the reason in *problem when given. The config's "" (off)
+// is the caller's to recognise before calling.
+std::optional<std::chrono::minutes> parse_time_of_day(const std::string& text,
+                                                      std::string* problem = nullptr);
+
 // Why a duration cannot be a read interval, or "" if it can. The rule (so
 // wall-clock alignment makes sense): whole seconds from 1s to 1d; under a
 // minute it divides a minute, up to an hour it divides an hour, over an

@@ -108,22 +108,6 @@ ClockStatus kernel_clock_status() {
 
 // ---- the daily plan ----------------------------------------------------------
 
-std::optional<std::chrono::minutes> parse_time_of_day(const std::string& text,
-                                                      std::string* problem) {
-  const auto fail = [&](std::string why) -> std::optional<std::chrono::minutes> {
-    if (problem) *problem = "\"" + text + "\": " + why;
-    return std::nullopt;
-  };
-  const auto digit = [&](std::size_t i) { return text[i] >= '0' && text[i] <= '9'; };
-  if (text.size() != 5 || text[2] != ':' || !digit(0) || !digit(1) || !digit(3) || !digit(4))
-    return fail("expected a local time of day HH:MM (00:00 to 23:59)");
-  const int h = (text[0] - '0') * 10 + (text[1] - '0');
-  const int m = (text[3] - '0') * 10 + (text[4] - '0');
-  if (h > 23) return fail("hour " + text.substr(0, 2) + " is not 00 to 23");
-  if (m > 59) return fail("minute " + text.substr(3, 2) + " is not 00 to 59");
-  return std::chrono::minutes{h * 60 + m};
-}
-
 std::string timesync_last_key(const std::string& bus) { return "timesync." + bus + ".last"; }
 std::string timesync_unsynced_key(const std::string& bus) {
   return "timesync." + bus + ".unsynced";

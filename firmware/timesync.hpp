@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "drivers/transaction.hpp"
+#include "firmware/config.hpp"
 #include "firmware/tasks.hpp"
 #include "protocol/dlt645/frame.hpp"
 
@@ -37,12 +38,6 @@ ClockStatus kernel_clock_status();
 ClockStatus clock_status_from(int state, int status, long max_error_us, long est_error_us);
 
 // ---- the daily plan ----------------------------------------------------------
-
-// "02:30" -> 150 min. nullopt for anything else ("2:30", "24:00", "",
-// "02:30:00"), with the reason in *problem when given. The config's "" (off)
-// is the caller's to recognise before calling.
-std::optional<std::chrono::minutes> parse_time_of_day(const std::string& text,
-                                                      std::string* problem = nullptr);
 
 // The state keys of a bus's daily broadcast, stored under a gateway-wide owner.
 std::string timesync_last_key(const std::string& bus);  // "timesync.<bus>.last": local date done
