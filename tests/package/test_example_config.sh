@@ -2,7 +2,7 @@
 # The example config of the package (firmware/meterd/meterd.toml): valid as
 # shipped (0 buses, 0 meters: a fresh install polls nothing), and still
 # valid with every commented-out key turned on, so the examples in it are
-# not rotten (1 bus, 1 meter, the uplink on).
+# not rotten (1 bus, 2 meters, the uplink on, the data tasks and an area).
 #
 #   tests/package/test_example_config.sh METERD CONFIG
 #
@@ -25,4 +25,4 @@ grep -q '^\[\[bus\]\]' "$work/all.toml"
 grep -q '^\[mqtt\]' "$work/all.toml"
 out=$("$meterd" --check-config "$work/all.toml")
 echo "$out"
-[ "$out" = "$work/all.toml: ok (1 buses, 1 meters)" ]
+[ "$out" = "$work/all.toml: ok (1 buses, 2 meters)" ]
