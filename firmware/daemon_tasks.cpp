@@ -43,6 +43,23 @@ const char* kind_name(int kind) {
   return names[kind];
 }
 
+// What a freeze run of meter m needs, from the config and its state.
+FreezeTaskInput freeze_input(const TasksConfig& t, const MeterConfig& m, const TaskState& state,
+                             std::int64_t now, const Zone& zone) {
+  FreezeTaskInput in;
+  in.meter = m.id;
+  in.state = state;
+  in.now_ms = now;
+  in.zone = zone;
+  in.daily = t.daily;
+  in.hourly = m.hourly;
+  in.monthly = t.monthly;
+  in.delay = t.daily_delay;
+  in.backfill_days = t.backfill_days;
+  for (auto di : t.daily_items) in.daily_items.push_back(di);
+  return in;
+}
+
 }  // namespace
 
 TaskState& Daemon::task_state(const std::string& owner) {
@@ -85,17 +102,7 @@ void Daemon::tasks_tick() {
     if (clock.busy) continue;
     if (m.protocol == MeterProtocol::dlt645_2007 && (t.daily || t.monthly || m.hourly) &&
         now >= clock.freeze_next_ms) {
-      FreezeTaskInput in;
-      in.meter = m.id;
-      in.state = task_state(m.id);
-      in.now_ms = now;
-      in.zone = zone_;
-      in.daily = t.daily;
-      in.hourly = m.hourly;
-      in.monthly = t.monthly;
-      in.delay = t.daily_delay;
-      in.backfill_days = t.backfill_days;
-      if (freeze_work_pending(in)) {
+      if (freeze_work_pending(freeze_input(t, m, task_state(m.id), now, zone_))) {
         post_task(m, TaskKind::freeze);
         continue;
       }
@@ -121,18 +128,9 @@ void Daemon::post_task(const MeterConfig& m, TaskKind kind) {
   std::function<TaskOutput(const DltLink&)> run;
   switch (kind) {
     case TaskKind::freeze: {
-      FreezeTaskInput in;
-      in.meter = m.id;
-      in.state = state;
-      in.now_ms = now;
-      in.zone = zone_;
-      in.daily = t.daily;
-      in.hourly = m.hourly;
-      in.monthly = t.monthly;
-      in.delay = t.daily_delay;
-      in.backfill_days = t.backfill_days;
-      for (auto di : t.daily_items) in.daily_items.push_back(di);
-      run = [in](const DltLink& link) { return run_freeze_task(link, in); };
+      run = [in = freeze_input(t, m, state, now, zone_)](const DltLink& link) {
+        return run_freeze_task(link, in);
+      };
       break;
     }
     case TaskKind::events: {
@@ -236,20 +234,10 @@ void Daemon::task_done(const std::string& meter, TaskKind kind, TaskOutput out) 
   } else if (freeze) {
     // Still pending after an answered run: the meter has not frozen yet.
     clock.freeze_next_ms = now + (answered ? freeze_wait_ms : freeze_retry_ms);
-    if (answered) {
-      FreezeTaskInput in;
-      in.meter = meter;
-      in.state = task_state(meter);
-      in.now_ms = now;
-      in.zone = zone_;
-      in.daily = config_.tasks.daily;
-      const MeterConfig* m = config_.find_meter(meter);
-      in.hourly = m && m->hourly;
-      in.monthly = config_.tasks.monthly;
-      in.delay = config_.tasks.daily_delay;
-      in.backfill_days = config_.tasks.backfill_days;
-      if (!freeze_work_pending(in)) clock.freeze_next_ms = now + freeze_idle_check_ms;
-    }
+    const MeterConfig* m = config_.find_meter(meter);
+    if (answered && m &&
+        !freeze_work_pending(freeze_input(config_.tasks, *m, task_state(meter), now, zone_)))
+      clock.freeze_next_ms = now + freeze_idle_check_ms;
     const AreaConfig& a = config_.area;
     if (a.enabled && (meter == a.summary || std::find(a.households.begin(), a.households.end(),
                                                       meter) != a.households.end()))
