@@ -178,6 +178,8 @@ class Daemon {
     bool busy = false;  // a task job of this meter is queued or running
   };
   void tasks_tick();
+  // What is due, for every bus or one (bus non-null), posted as task jobs.
+  void tasks_check(std::int64_t now, const std::string* bus);
   void timesync_tick(std::int64_t now);
   void post_task(const MeterConfig& m, TaskKind kind);
   void task_done(const std::string& meter, TaskKind kind, TaskOutput out);
@@ -211,6 +213,9 @@ class Daemon {
   std::int64_t started_ms_ = 0;
 
   std::map<std::string, TaskClock> task_clocks_;
+  // bus -> the meter whose task job it runs or has queued: one at a time a
+  // bus, so the meters' reads that come due run between task jobs.
+  std::map<std::string, std::string> bus_task_;
   std::map<std::string, TaskState> task_states_;
   std::set<std::string> daily_failed_;  // meters whose last freeze task got no answer
   std::map<std::string, std::int64_t> timesync_next_;  // per bus

@@ -95,9 +95,15 @@ void Daemon::tasks_tick() {
   const std::int64_t now = now_ms_();
   if (now < tasks_check_ms_ || !store_) return;
   tasks_check_ms_ = now + tasks_check_every_ms;
+  tasks_check(now, nullptr);
+  timesync_tick(now);
+}
+
+void Daemon::tasks_check(std::int64_t now, const std::string* bus) {
   const TasksConfig& t = config_.tasks;
   for (const auto& m : config_.meters) {
     if (m.protocol == MeterProtocol::modbus || !buses_.contains(m.bus)) continue;
+    if ((bus != nullptr && m.bus != *bus) || bus_task_.contains(m.bus)) continue;
     TaskClock& clock = task_clocks_[m.id];
     if (clock.busy) continue;
     if (m.protocol == MeterProtocol::dlt645_2007 && (t.daily || t.monthly || m.hourly) &&
@@ -113,7 +119,6 @@ void Daemon::tasks_tick() {
       post_task(m, TaskKind::events);
     }
   }
-  timesync_tick(now);
 }
 
 void Daemon::post_task(const MeterConfig& m, TaskKind kind) {
@@ -121,6 +126,7 @@ void Daemon::post_task(const MeterConfig& m, TaskKind kind) {
   const auto rt = meters_.find(m.id);
   if (bus == buses_.end() || rt == meters_.end()) return;
   task_clocks_[m.id].busy = true;
+  bus_task_[m.bus] = m.id;
   const TasksConfig& t = config_.tasks;
   const std::int64_t now = now_ms_();
   const TaskState& state = task_state(m.id);
@@ -209,6 +215,13 @@ void Daemon::post_task(const MeterConfig& m, TaskKind kind) {
 void Daemon::task_done(const std::string& meter, TaskKind kind, TaskOutput out) {
   TaskClock& clock = task_clocks_[meter];
   clock.busy = false;
+  std::string freed;  // the bus this job held
+  for (auto it = bus_task_.begin(); it != bus_task_.end(); ++it)
+    if (it->second == meter) {
+      freed = it->first;
+      bus_task_.erase(it);
+      break;
+    }
   const std::int64_t now = now_ms_();
   const bool answered = out.failure == Outcome::ok;
   if (!answered && out.failure != Outcome::cancelled)
@@ -250,6 +263,9 @@ void Daemon::task_done(const std::string& meter, TaskKind kind, TaskOutput out) 
     if (d && m && std::llabs(std::atoll(d->c_str())) > broadcast_limit_ms && !clock.busy)
       post_task(*m, TaskKind::clock_fix);
   }
+  // The bus's next task job at once (not at the next tick), queued behind
+  // the reads that came due while this one ran.
+  if (!freed.empty() && !bus_task_.contains(freed)) tasks_check(now, &freed);
 }
 
 // ---- the daily broadcast -----------------------------------------------------------

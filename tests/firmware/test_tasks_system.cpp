@@ -179,6 +179,38 @@ TEST_CASE(
   }
 }
 
+// A daemon that posts every due task job of a bus at once queues them back to
+// back, and the meters' reads that come due meanwhile wait behind all of them
+// (at 1024 meters, a minute and more of nothing but tasks). One task job a
+// bus at a time, the next queued behind the reads that came due: on a bus
+// where reads are always due, two meters' freezes are never stored one right
+// after the other.
+TEST_CASE("task jobs take turns with the reads: never two meters' freezes back to back") {
+  std::string fleet = "seed = 9\n" + bus_toml("b", 9600, "even");
+  for (int i = 1; i <= 4; ++i)
+    fleet += meter_toml("d" + std::to_string(i), "b", "dlt645-2007",
+                        "00000000000" + std::to_string(i));
+  // Four meters of 8 block reads at 9600 take about 3 s: at 1 s every meter's
+  // next read is always due.
+  Rig rig(fleet, {}, "1s", [](std::string t) { return t + tasks_off; });
+  rig.start();
+  const auto all_frozen = [&] {
+    return frozen(rig.meterd->readings(), "daily").values.size() == 4;
+  };
+  REQUIRE_MESSAGE(eventually(all_frozen, 60s), rig.meterd->log_text());
+  const auto rows = rig.meterd->readings();
+  // Rows in store order, cut where the meter or the kind (live / daily) changes.
+  std::vector<std::pair<std::string, std::string>> runs;
+  for (const auto& r : rows)
+    if (runs.empty() || runs.back() != std::pair{r.meter, r.frozen})
+      runs.emplace_back(r.meter, r.frozen);
+  for (std::size_t i = 1; i < runs.size(); ++i) {
+    INFO("run " << i << ": " << runs[i - 1].first << " then " << runs[i].first);
+    CHECK_FALSE((runs[i - 1].second == "daily" && runs[i].second == "daily"));
+  }
+  CHECK_FALSE(frozen(rows, "daily").duplicate);
+}
+
 // A task that publishes only the newest record, one that forgets the counters
 // over a restart (repeats), one that keeps them only in memory (misses what
 // happened while it was down).
