@@ -58,6 +58,7 @@
 #include "protocol/modbus_codec/registers.hpp"
 #include "tests/support/broker.hpp"
 #include "tests/support/meterd.hpp"
+#include "tests/support/sim_bus.hpp"
 #include "tests/support/system.hpp"
 
 namespace fs = std::filesystem;
@@ -962,23 +963,11 @@ void sleep_until(Clock::time_point t) {
 BaselineResult modbus_baseline(const json& bus, std::uint16_t address, double seconds) {
   BaselineResult r;
   namespace drv = meterd::drivers;
-  drv::LineSettings line;
-  line.baud = bus["baud"];
-  drv::parse_parity(bus["parity"], line.parity);
-  line.data_bits = bus["data_bits"];
-  line.stop_bits = bus["stop_bits"];
+  auto port = meterd::testing::open_sim_bus(bus);
+  r.parity_refused = port.parity_refused;
+  const drv::LineSettings& line = port.settings;
+  drv::Fd& fd = port.fd;
   const std::string path = bus["path"];
-  std::error_code ec;
-  drv::Fd fd = drv::open_serial(path, line, ec);
-  if (ec == std::errc::invalid_argument && line.parity != drv::Parity::none) {
-    // A pty keeps no parity (the kernel clears PARENB): older serial_port
-    // code reports EINVAL. The wire timing stays the bus's own (metersim).
-    drv::LineSettings none = line;
-    none.parity = drv::Parity::none;
-    fd = drv::open_serial(path, none, ec);
-    r.parity_refused = true;
-  }
-  if (ec) throw std::runtime_error("open " + path + ": " + ec.message());
   const char parity = line.parity == drv::Parity::even  ? 'E'
                       : line.parity == drv::Parity::odd ? 'O'
                                                         : 'N';

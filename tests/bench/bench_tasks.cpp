@@ -45,6 +45,7 @@
 #include "firmware/freezes.hpp"
 #include "firmware/profiles.hpp"
 #include "protocol/decimal.hpp"
+#include "tests/support/sim_bus.hpp"
 #include "tests/support/system.hpp"
 
 namespace fs = std::filesystem;
@@ -218,25 +219,9 @@ struct Bus {
   bool parity_refused = false;
 
   explicit Bus(const json& bus) {
-    drv::LineSettings settings;
-    settings.baud = bus["baud"];
-    drv::parse_parity(bus["parity"], settings.parity);
-    settings.data_bits = bus["data_bits"];
-    settings.stop_bits = bus["stop_bits"];
-    const std::string path = bus["path"];
-    std::error_code ec;
-    drv::Fd fd = drv::open_serial(path, settings, ec);
-    if (ec == std::errc::invalid_argument && settings.parity != drv::Parity::none) {
-      // A pty keeps no parity (the kernel clears PARENB): older serial_port
-      // code reports EINVAL. The wire timing stays the bus's own (metersim),
-      // and the line's clock below keeps 8E1.
-      drv::LineSettings none = settings;
-      none.parity = drv::Parity::none;
-      fd = drv::open_serial(path, none, ec);
-      parity_refused = true;
-    }
-    if (ec) throw std::runtime_error("open " + path + ": " + ec.message());
-    line = std::make_unique<drv::SerialLine>(std::move(fd), settings);
+    auto port = meterd::testing::open_sim_bus(bus);
+    parity_refused = port.parity_refused;
+    line = std::make_unique<drv::SerialLine>(std::move(port.fd), port.settings);
 
     options = drv::dlt645_options(drv::BusConfig{});
     options.preamble = fw::MeterConfig{}.preamble;
