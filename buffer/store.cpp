@@ -41,38 +41,41 @@ std::string evicted_payload(Kind kind, std::uint64_t count, std::int64_t first, 
 void SeriesDict::clear() {
   infos_.assign(1, Info{});
   ids_.clear();
+  names_.clear();
 }
 
-// Strings are checked for NUL before they get here, so '\0' separates them unambiguously.
-void SeriesDict::make_key(std::string_view meter, std::string_view quantity, std::string_view unit,
-                          std::string_view frozen) {
-  key_.clear();
-  key_.append(meter).push_back('\0');
-  key_.append(quantity).push_back('\0');
-  key_.append(unit).push_back('\0');
-  key_.append(frozen);
+std::size_t SeriesDict::InfoHash::operator()(const Info& i) const noexcept {
+  std::size_t h = 0;
+  for (const std::string_view part : {i.meter, i.quantity, i.unit, i.frozen})
+    h ^= std::hash<std::string_view>{}(part) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h;
+}
+
+std::string_view SeriesDict::intern(std::string_view name) {
+  auto it = names_.find(name);
+  if (it == names_.end()) it = names_.emplace(name).first;
+  return *it;
 }
 
 std::int64_t SeriesDict::find(std::string_view meter, std::string_view quantity,
-                              std::string_view unit, std::string_view frozen) {
-  make_key(meter, quantity, unit, frozen);
-  auto it = ids_.find(std::string_view(key_));
+                              std::string_view unit, std::string_view frozen) const {
+  const auto it = ids_.find(Info{meter, quantity, unit, frozen});
   return it == ids_.end() ? 0 : it->second;
 }
 
-void SeriesDict::add(Info info) {
-  make_key(info.meter, info.quantity, info.unit, info.frozen);
-  ids_.emplace(key_, static_cast<std::int64_t>(infos_.size()));
-  infos_.push_back(std::move(info));
+void SeriesDict::add(const Info& info) {
+  const Info kept{intern(info.meter), intern(info.quantity), intern(info.unit),
+                  intern(info.frozen)};
+  ids_.emplace(kept, static_cast<std::int64_t>(infos_.size()));
+  infos_.push_back(kept);
 }
 
 void SeriesDict::truncate(std::size_t n) {
-  for (std::size_t id = std::max<std::size_t>(n, 1); id < infos_.size(); ++id) {
-    const Info& i = infos_[id];
-    make_key(i.meter, i.quantity, i.unit, i.frozen);
-    ids_.erase(key_);
-  }
+  for (std::size_t id = std::max<std::size_t>(n, 1); id < infos_.size(); ++id)
+    ids_.erase(infos_[id]);
   infos_.resize(std::max<std::size_t>(n, 1));
+  // The names of the series dropped stay in the pool: a rolled-back
+  // transaction's few, used again when its rows are retried.
 }
 
 }  // namespace detail
