@@ -56,6 +56,7 @@
 #include "firmware/profiles.hpp"
 #include "protocol/dlt645/catalogue.hpp"
 #include "protocol/modbus_codec/registers.hpp"
+#include "tests/support/bench.hpp"
 #include "tests/support/broker.hpp"
 #include "tests/support/meterd.hpp"
 #include "tests/support/sim_bus.hpp"
@@ -71,6 +72,11 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 namespace {
+
+using meterd::testing::fmt;
+using meterd::testing::median;
+using meterd::testing::progress;
+using meterd::testing::wall_ms;
 
 // ---- options and small helpers ------------------------------------------------------------
 
@@ -89,33 +95,7 @@ struct Options {
 
 std::string bin(const char* name) { return std::string(METERD_BIN_DIR) + "/" + name; }
 
-void progress(const std::string& what) {
-  std::fprintf(stderr, "  .. %s\n", what.c_str());
-  std::fflush(stderr);
-}
-
 void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-double median(std::vector<double> v) {
-  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::string fmt(const char* f, double v) {
-  if (std::isnan(v)) return "n/a";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::string tail(const fs::path& file, std::size_t lines = 8) {
   std::vector<std::string> all;

@@ -45,6 +45,7 @@
 #include "firmware/freezes.hpp"
 #include "firmware/profiles.hpp"
 #include "protocol/decimal.hpp"
+#include "tests/support/bench.hpp"
 #include "tests/support/sim_bus.hpp"
 #include "tests/support/system.hpp"
 
@@ -58,6 +59,11 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 namespace {
+
+using meterd::testing::fmt;
+using meterd::testing::median;
+using meterd::testing::progress;
+using meterd::testing::wall_ms;
 
 constexpr std::int64_t ms_per_day = 86'400'000;
 constexpr int utc_offset_minutes = 480;  // China: metersim's meters and the gateway alike
@@ -77,26 +83,6 @@ struct Options {
   bool has(char s) const { return sections.find(s) != std::string::npos; }
 };
 
-void progress(const std::string& what) {
-  std::fprintf(stderr, "  .. %s\n", what.c_str());
-  std::fflush(stderr);
-}
-
-double median(std::vector<double> v) {
-  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::string fmt(const char* f, double v) {
-  if (std::isnan(v)) return "n/a";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 std::string duration_text(double s) {
   if (std::isnan(s)) return "n/a";
   if (s < 120) return fmt("%.1f s", s);
@@ -108,12 +94,6 @@ double ms_of(std::chrono::microseconds d) { return static_cast<double>(d.count()
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
-}
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 std::string tail(const fs::path& file, std::size_t lines = 8) {

@@ -55,6 +55,7 @@
 #include "drivers/mqtt.hpp"
 #include "firmware/config.hpp"
 #include "firmware/uplink.hpp"
+#include "tests/support/bench.hpp"
 #include "tests/support/broker.hpp"
 #include "tests/support/system.hpp"
 
@@ -68,6 +69,9 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using meterd::testing::progress;
+using meterd::testing::wall_ms;
 
 // ---- options and small helpers ------------------------------------------------------------
 
@@ -105,24 +109,12 @@ const char* const broker_config =
   std::exit(1);
 }
 
-void progress(const std::string& what) {
-  std::fprintf(stderr, "  .. %s\n", what.c_str());
-  std::fflush(stderr);
-}
-
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-// meterd's clock for the uplink (Daemon's now_ms: the wall clock, ms since the epoch).
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 double median(std::vector<double> v) {

@@ -188,8 +188,8 @@ TEST_CASE(
 TEST_CASE("task jobs take turns with the reads: never two meters' freezes back to back") {
   std::string fleet = "seed = 9\n" + bus_toml("b", 9600, "even");
   for (int i = 1; i <= 4; ++i)
-    fleet += meter_toml("d" + std::to_string(i), "b", "dlt645-2007",
-                        "00000000000" + std::to_string(i));
+    fleet +=
+        meter_toml("d" + std::to_string(i), "b", "dlt645-2007", "00000000000" + std::to_string(i));
   // Four meters of 8 block reads at 9600 take about 3 s: at 1 s every meter's
   // next read is always due.
   Rig rig(fleet, {}, "1s", [](std::string t) { return t + tasks_off; });
