@@ -175,7 +175,6 @@ class Daemon {
   struct TaskClock {
     std::int64_t freeze_next_ms = 0;  // when the freeze task may run again
     std::int64_t events_next_ms = 0;
-    bool busy = false;  // a task job of this meter is queued or running
   };
   void tasks_tick();
   // What is due, for every bus or one (bus non-null), posted as task jobs.
@@ -214,7 +213,8 @@ class Daemon {
 
   std::map<std::string, TaskClock> task_clocks_;
   // bus -> the meter whose task job it runs or has queued: one at a time a
-  // bus, so the meters' reads that come due run between task jobs.
+  // bus, so the meters' reads that come due run between task jobs (and a
+  // meter has at most one).
   std::map<std::string, std::string> bus_task_;
   std::map<std::string, TaskState> task_states_;
   std::set<std::string> daily_failed_;  // meters whose last freeze task got no answer

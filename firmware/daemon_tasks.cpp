@@ -105,7 +105,6 @@ void Daemon::tasks_check(std::int64_t now, const std::string* bus) {
     if (m.protocol == MeterProtocol::modbus || !buses_.contains(m.bus)) continue;
     if ((bus != nullptr && m.bus != *bus) || bus_task_.contains(m.bus)) continue;
     TaskClock& clock = task_clocks_[m.id];
-    if (clock.busy) continue;
     if (m.protocol == MeterProtocol::dlt645_2007 && (t.daily || t.monthly || m.hourly) &&
         now >= clock.freeze_next_ms) {
       if (freeze_work_pending(freeze_input(t, m, task_state(m.id), now, zone_))) {
@@ -125,7 +124,6 @@ void Daemon::post_task(const MeterConfig& m, TaskKind kind) {
   const auto bus = buses_.find(m.bus);
   const auto rt = meters_.find(m.id);
   if (bus == buses_.end() || rt == meters_.end()) return;
-  task_clocks_[m.id].busy = true;
   bus_task_[m.bus] = m.id;
   const TasksConfig& t = config_.tasks;
   const std::int64_t now = now_ms_();
@@ -214,7 +212,6 @@ void Daemon::post_task(const MeterConfig& m, TaskKind kind) {
 
 void Daemon::task_done(const std::string& meter, TaskKind kind, TaskOutput out) {
   TaskClock& clock = task_clocks_[meter];
-  clock.busy = false;
   std::string freed;  // the bus this job held
   for (auto it = bus_task_.begin(); it != bus_task_.end(); ++it)
     if (it->second == meter) {
@@ -260,7 +257,7 @@ void Daemon::task_done(const std::string& meter, TaskKind kind, TaskOutput out) 
   if (stored_drift) {
     const auto d = state_of(task_state(meter), "clock.drift_ms");
     const MeterConfig* m = config_.find_meter(meter);
-    if (d && m && std::llabs(std::atoll(d->c_str())) > broadcast_limit_ms && !clock.busy)
+    if (d && m && std::llabs(std::atoll(d->c_str())) > broadcast_limit_ms)
       post_task(*m, TaskKind::clock_fix);
   }
   // The bus's next task job at once (not at the next tick), queued behind
